@@ -1,0 +1,135 @@
+//! The local runtime: the whole gateway in one process over the embedded SQLite store.
+//!
+//! It serves the routes API Gateway serves and feeds each request to the very handler
+//! function the Lambda runs; queue consumers run in-process over the embedded queue, with the
+//! same redrive-to-dead-letter rule as SQS. Local behaviour is Lambda behaviour.
+
+pub mod config;
+pub mod consumer;
+pub mod dev_secrets;
+pub mod routes;
+
+use carteiro_shared::adapters::embedded::EmbeddedDb;
+use carteiro_shared::adapters::file_secrets::FileSecretSource;
+use carteiro_shared::config::{InboundSettings, IntakeSettings};
+use carteiro_shared::inbound::InboundContext;
+use carteiro_shared::intake::IntakeContext;
+use carteiro_shared::ports::{Clock, SystemClock};
+use carteiro_shared::secrets::Secrets;
+pub use config::Config;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Queue names in the embedded database.
+pub const INBOUND_QUEUE: &str = "inbound";
+pub const INBOUND_DLQ: &str = "inbound-dlq";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot open the embedded store: {0}")]
+    Store(String),
+    #[error("secrets: {0}")]
+    Secrets(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Everything the routes and consumers share.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    pub db: EmbeddedDb,
+    pub intake: IntakeContext,
+    pub inbound: InboundContext,
+}
+
+/// A built, listening gateway; [`Application::run`] serves it until shutdown.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    gateway: Gateway,
+    config: Config,
+}
+
+impl Application {
+    /// Opens the store, loads (or generates) secrets and binds the listener.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let db = EmbeddedDb::open(&config.data_dir.join("carteiro.sqlite3"))
+            .map_err(|e| StartError::Store(e.to_string()))?;
+        let secrets_path = match &config.secrets_file {
+            Some(path) => path.clone(),
+            None => dev_secrets::ensure(&config.data_dir)
+                .map_err(|e| StartError::Secrets(e.to_string()))?,
+        };
+        let source = FileSecretSource::open(&secrets_path)
+            .map_err(|e| StartError::Secrets(e.to_string()))?;
+        let secrets = Secrets::new(Arc::new(source));
+        let gateway = Gateway {
+            intake: IntakeContext {
+                queue: Arc::new(db.queue(INBOUND_QUEUE)),
+                secrets,
+                settings: IntakeSettings::default(),
+            },
+            inbound: InboundContext {
+                store: Arc::new(db.store()),
+                clock,
+                settings: InboundSettings::default(),
+            },
+            db,
+        };
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        Ok(Self {
+            listener,
+            gateway,
+            config,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Serves HTTP and runs the consumers until `shutdown` turns true.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+        let consumer = tokio::spawn(consumer::run_inbound(
+            self.gateway.clone(),
+            self.config.poll_interval,
+            shutdown.clone(),
+        ));
+        let app = routes::router(self.gateway.clone());
+        let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        });
+        let served = server.await;
+        let _ = consumer.await;
+        served
+    }
+}

@@ -1,0 +1,102 @@
+//! `carteiro`: the whole gateway as one local process.
+
+use carteiro_local::config::{Config, DEFAULT_DATA_DIR, DEFAULT_LISTEN};
+use carteiro_local::{Application, dev_secrets};
+use carteiro_shared::observability::{LogFormat, init_logging};
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(name = "carteiro", version, about = "WhatsApp Cloud API and SMTP gateway, running locally")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API and run the queue consumers (the default).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CARTEIRO_LISTEN", default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Directory for the embedded store and generated development secrets.
+    #[arg(long, env = "CARTEIRO_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    /// JSON secrets file (the Secrets Manager documents, one member each).
+    #[arg(long, env = "CARTEIRO_SECRETS_FILE")]
+    secrets_file: Option<PathBuf>,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "CARTEIRO_LOG_JSON")]
+    log_json: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Serve(args)) => args,
+        None => cli.serve,
+    };
+    init_logging(if args.log_json { LogFormat::Json } else { LogFormat::Text });
+    let config = Config {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        secrets_file: args.secrets_file,
+        poll_interval: Duration::from_millis(100),
+    };
+    let app = match Application::build(config).await {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("carteiro: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print_banner(&app);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = stop.send(true);
+    });
+    match app.run(stopped).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("carteiro: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_banner(app: &Application) {
+    let addr = app
+        .local_addr()
+        .map_or_else(|| "?".to_owned(), |a| a.to_string());
+    let config = app.config();
+    println!("carteiro listening on http://{addr}");
+    println!("  data directory: {}", config.data_dir.display());
+    match &config.secrets_file {
+        Some(path) => println!("  secrets file:   {}", path.display()),
+        None => {
+            let path = config.data_dir.join(dev_secrets::FILE_NAME);
+            println!("  development secrets (generated, kept in {}):", path.display());
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                if let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) {
+                    let show = |p: &str| doc.pointer(p).and_then(|v| v.as_str()).unwrap_or("?").to_owned();
+                    println!("    verify token: {}", show("/whatsapp/verify_token"));
+                    println!("    app secret:   {}", show("/whatsapp/app_secret"));
+                    println!("    API key:      {}", show("/api_keys/keys/0/key"));
+                }
+            }
+        }
+    }
+    println!("  webhook URL:    http://{addr}/webhooks/whatsapp   health: http://{addr}/health");
+}

@@ -1,0 +1,40 @@
+//! The local HTTP front: exactly the routes of the public contract, each handed to the shared
+//! handler its Lambda runs.
+
+use crate::Gateway;
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use carteiro_shared::http::{ApiError, ApiRequest, ApiResponse, json_response};
+use carteiro_shared::intake;
+use http::{Method, StatusCode};
+
+/// API Gateway's own payload limit; the handlers apply their tighter ones.
+const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
+
+pub fn router(gateway: Gateway) -> Router {
+    Router::new().fallback(handle).with_state(gateway)
+}
+
+async fn handle(State(gateway): State<Gateway>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let response = match to_bytes(body, MAX_REQUEST_BYTES).await {
+        Ok(bytes) => route(&gateway, ApiRequest::from_parts(parts, bytes)).await,
+        Err(_) => ApiError::payload_too_large(MAX_REQUEST_BYTES).into_response(),
+    };
+    let (parts, bytes) = response.into_parts();
+    Response::from_parts(parts, Body::from(bytes)).into_response()
+}
+
+/// Maps a request to its handler, as API Gateway's route table does.
+pub async fn route(gateway: &Gateway, req: ApiRequest) -> ApiResponse {
+    match req.uri().path() {
+        intake::PATH => intake::handle(&gateway.intake, req).await,
+        "/health" if req.method() == Method::GET => {
+            json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+        }
+        "/health" => ApiError::method_not_allowed("GET").into_response(),
+        _ => ApiError::not_found().into_response(),
+    }
+}

@@ -1,0 +1,423 @@
+//! [`DeliveryStore`] over one DynamoDB table (the schema in [`super::schema`]).
+//!
+//! **Delivery records** live at `pk = msg#<id>`, `sk = record`, serialised with serde_dynamo,
+//! so every field is a top-level attribute: `provider_message_id` feeds the `by-provider-id`
+//! index, and a record with a `next_attempt_at` that is not terminal also carries
+//! `due_bucket = "pending"`, which puts it in the sparse `by-due` index (range key
+//! `next_attempt_at`, epoch ms). `create` and `replace` are conditional `PutItem`s
+//! (`attribute_not_exists(pk)` and `#version = :expected`), so each transition is
+//! compare-and-swap on the record's version. `get` is a strongly consistent read.
+//!
+//! `find_by_wamid` queries `by-provider-id` and then reads the base item strongly consistent.
+//! Global secondary indexes are **eventually consistent**: a wamid written a moment ago may
+//! not be found yet (the caller parks the status as an orphan and reconciles it later), and
+//! an index entry may be stale, which is why the base item is re-read and its
+//! `provider_message_id` checked.
+//!
+//! **Inbound records** live at `pk = <kind>#<key>`, `sk = <sub_key>` (or `-` when empty).
+//! `expires_at` is the table's TTL attribute and is therefore stored in epoch **seconds**
+//! (rounded up, so TTL never removes a record early); the exact millisecond instant is kept
+//! in `expires_at_ms`. TTL deletion is lazy (typically within two days), so reads drop
+//! expired records themselves, and `put_inbound` may overwrite a record that expired but is
+//! still stored.
+
+use super::describe_sdk_error;
+use super::schema;
+use crate::domain::delivery::DeliveryRecord;
+use crate::domain::ids::{MessageId, Wamid};
+use crate::domain::time::Timestamp;
+use crate::ports::clock::{Clock, SystemClock};
+use crate::ports::store::{
+    CreateOutcome, DeliveryStore, InboundKind, InboundRecord, InsertOutcome, ReplaceOutcome,
+    StoreError,
+};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The exact expiry of an inbound record, in epoch ms (`expires_at` holds seconds for TTL).
+const EXPIRES_AT_MS: &str = "expires_at_ms";
+
+/// A [`DeliveryStore`] backed by one DynamoDB table.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    clock: Arc<dyn Clock>,
+}
+
+impl DynamoStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Uses `clock` to decide which inbound records have expired (tests pin time with it).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    async fn get_item(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(schema::PK, AttributeValue::S(pk))
+            .key(schema::SK, AttributeValue::S(sk.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::Unavailable(describe_sdk_error("GetItem", &e)))?;
+        Ok(out.item)
+    }
+
+    /// Puts `item` under `condition`; `Ok(false)` when the condition failed.
+    async fn put_conditional(
+        &self,
+        item: Item,
+        condition: &str,
+        names: &[(&str, &str)],
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<bool, StoreError> {
+        let mut req = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition);
+        for (k, v) in names {
+            req = req.expression_attribute_names(*k, *v);
+        }
+        for (k, v) in values {
+            req = req.expression_attribute_values(k, v);
+        }
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::Unavailable(describe_sdk_error("PutItem", &e))),
+        }
+    }
+
+    /// Runs a query to the end, page by page.
+    async fn query_all(
+        &self,
+        index: Option<&str>,
+        hash_name: &str,
+        hash_value: String,
+        consistent: bool,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .set_index_name(index.map(str::to_owned))
+                .key_condition_expression("#h = :h")
+                .expression_attribute_names("#h", hash_name)
+                .expression_attribute_values(":h", AttributeValue::S(hash_value.clone()))
+                .consistent_read(consistent)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| StoreError::Unavailable(describe_sdk_error("Query", &e)))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(items),
+            }
+        }
+    }
+}
+
+fn message_pk(id: &MessageId) -> String {
+    format!("{}{}", schema::MESSAGE_PK_PREFIX, id.as_str())
+}
+
+fn inbound_pk(kind: InboundKind, key: &str) -> String {
+    format!("{}#{key}", kind.as_str())
+}
+
+fn inbound_sk(sub_key: &str) -> &str {
+    if sub_key.is_empty() {
+        schema::EMPTY_SUB_KEY_SK
+    } else {
+        sub_key
+    }
+}
+
+/// Epoch seconds, rounded up.
+fn ceil_secs(t: Timestamp) -> i64 {
+    let ms = t.as_millis();
+    ms.div_euclid(1000) + i64::from(ms.rem_euclid(1000) > 0)
+}
+
+fn number(n: i64) -> AttributeValue {
+    AttributeValue::N(n.to_string())
+}
+
+/// The item for a delivery record, with its keys and index attributes.
+fn record_item(record: &DeliveryRecord) -> Result<Item, StoreError> {
+    let mut item: Item = to_item(record).map_err(|e| {
+        StoreError::Corrupt(format!("delivery record {} could not be encoded: {e}", record.id))
+    })?;
+    item.insert(schema::PK.to_owned(), AttributeValue::S(message_pk(&record.id)));
+    item.insert(schema::SK.to_owned(), AttributeValue::S(schema::RECORD_SK.to_owned()));
+    // An index key may not be an empty string; an empty provider id means none.
+    if record.provider_message_id.as_deref() == Some("") {
+        item.remove(schema::PROVIDER_MESSAGE_ID);
+    }
+    if record.next_attempt_at.is_some() && !record.status.is_terminal() {
+        item.insert(
+            schema::DUE_BUCKET.to_owned(),
+            AttributeValue::S(schema::DUE_BUCKET_PENDING.to_owned()),
+        );
+    } else {
+        item.remove(schema::DUE_BUCKET);
+    }
+    Ok(item)
+}
+
+fn record_from_item(item: Item) -> Result<DeliveryRecord, StoreError> {
+    let pk = match item.get(schema::PK) {
+        Some(AttributeValue::S(pk)) => pk.clone(),
+        _ => String::from("(no pk)"),
+    };
+    from_item(item)
+        .map_err(|e| StoreError::Corrupt(format!("delivery record {pk} could not be decoded: {e}")))
+}
+
+/// The item for an inbound record: `expires_at` in epoch seconds for TTL, the exact instant
+/// in `expires_at_ms`.
+fn inbound_item(record: &InboundRecord) -> Result<Item, StoreError> {
+    let pk = inbound_pk(record.kind, &record.key);
+    let mut item: Item = to_item(record)
+        .map_err(|e| StoreError::Corrupt(format!("inbound record {pk} could not be encoded: {e}")))?;
+    item.insert(schema::PK.to_owned(), AttributeValue::S(pk));
+    item.insert(
+        schema::SK.to_owned(),
+        AttributeValue::S(inbound_sk(&record.sub_key).to_owned()),
+    );
+    item.insert(schema::TTL_ATTRIBUTE.to_owned(), number(ceil_secs(record.expires_at)));
+    item.insert(EXPIRES_AT_MS.to_owned(), number(record.expires_at.as_millis()));
+    Ok(item)
+}
+
+fn inbound_from_item(mut item: Item) -> Result<InboundRecord, StoreError> {
+    let pk = match item.get(schema::PK) {
+        Some(AttributeValue::S(pk)) => pk.clone(),
+        _ => String::from("(no pk)"),
+    };
+    let corrupt = |what: &str| StoreError::Corrupt(format!("inbound record {pk}: {what}"));
+    let expires_ms = match item.remove(EXPIRES_AT_MS) {
+        Some(AttributeValue::N(ms)) => ms
+            .parse::<i64>()
+            .map_err(|_| corrupt("expires_at_ms is not a whole number"))?,
+        // Written by something else: only the TTL seconds are known.
+        _ => match item.get(schema::TTL_ATTRIBUTE) {
+            Some(AttributeValue::N(secs)) => secs
+                .parse::<i64>()
+                .map_err(|_| corrupt("expires_at is not a whole number"))?
+                .saturating_mul(1000),
+            _ => return Err(corrupt("expires_at is missing")),
+        },
+    };
+    item.insert(schema::TTL_ATTRIBUTE.to_owned(), number(expires_ms));
+    from_item(item).map_err(|e| corrupt(&format!("could not be decoded: {e}")))
+}
+
+#[async_trait]
+impl DeliveryStore for DynamoStore {
+    async fn create(&self, record: &DeliveryRecord) -> Result<CreateOutcome, StoreError> {
+        let item = record_item(record)?;
+        let created = self
+            .put_conditional(item, "attribute_not_exists(#pk)", &[("#pk", schema::PK)], Vec::new())
+            .await?;
+        Ok(if created {
+            CreateOutcome::Created
+        } else {
+            CreateOutcome::AlreadyExists
+        })
+    }
+
+    async fn get(&self, id: &MessageId) -> Result<Option<DeliveryRecord>, StoreError> {
+        self.get_item(message_pk(id), schema::RECORD_SK)
+            .await?
+            .map(record_from_item)
+            .transpose()
+    }
+
+    async fn find_by_wamid(&self, wamid: &Wamid) -> Result<Option<DeliveryRecord>, StoreError> {
+        // The index is eventually consistent and not unique: re-read each candidate's base
+        // item and keep the first that still carries this wamid.
+        let keys = self
+            .query_all(
+                Some(schema::GSI_BY_PROVIDER_ID),
+                schema::PROVIDER_MESSAGE_ID,
+                wamid.as_str().to_owned(),
+                false,
+            )
+            .await?;
+        for key in keys {
+            let (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) =
+                (key.get(schema::PK), key.get(schema::SK))
+            else {
+                continue;
+            };
+            if sk != schema::RECORD_SK || !pk.starts_with(schema::MESSAGE_PK_PREFIX) {
+                continue;
+            }
+            if let Some(item) = self.get_item(pk.clone(), sk).await? {
+                let record = record_from_item(item)?;
+                if record.provider_message_id.as_deref() == Some(wamid.as_str()) {
+                    return Ok(Some(record));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    async fn replace(
+        &self,
+        record: &DeliveryRecord,
+        expected_version: u64,
+    ) -> Result<ReplaceOutcome, StoreError> {
+        let item = record_item(record)?;
+        let replaced = self
+            .put_conditional(
+                item,
+                "#version = :expected",
+                &[("#version", "version")],
+                vec![(":expected", AttributeValue::N(expected_version.to_string()))],
+            )
+            .await?;
+        Ok(if replaced {
+            ReplaceOutcome::Replaced
+        } else {
+            ReplaceOutcome::Conflict
+        })
+    }
+
+    async fn put_inbound(&self, record: &InboundRecord) -> Result<InsertOutcome, StoreError> {
+        let item = inbound_item(record)?;
+        let now = self.clock.now();
+        // A record that expired but that TTL has not removed yet is as good as absent.
+        let inserted = self
+            .put_conditional(
+                item,
+                "attribute_not_exists(#pk) OR #exp <= :now",
+                &[("#pk", schema::PK), ("#exp", EXPIRES_AT_MS)],
+                vec![(":now", number(now.as_millis()))],
+            )
+            .await?;
+        Ok(if inserted {
+            InsertOutcome::Inserted
+        } else {
+            InsertOutcome::Duplicate
+        })
+    }
+
+    async fn list_inbound(
+        &self,
+        kind: InboundKind,
+        key: &str,
+    ) -> Result<Vec<InboundRecord>, StoreError> {
+        let now = self.clock.now();
+        let items = self
+            .query_all(None, schema::PK, inbound_pk(kind, key), true)
+            .await?;
+        let mut records = Vec::with_capacity(items.len());
+        for item in items {
+            let record = inbound_from_item(item)?;
+            if record.expires_at > now {
+                records.push(record);
+            }
+        }
+        records.sort_by(|a, b| a.sub_key.cmp(&b.sub_key));
+        Ok(records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::domain::delivery::{Channel, DeliveryStatus};
+
+    fn record() -> DeliveryRecord {
+        DeliveryRecord::new_queued(
+            MessageId::generate(),
+            Channel::Whatsapp,
+            "+5511999990001",
+            serde_json::json!({"text": {"body": "Olá"}, "n": 1.5, "list": [1, null, "x"]}),
+            Timestamp::from_millis(1_767_225_600_123),
+        )
+    }
+
+    #[test]
+    fn delivery_items_round_trip_with_keys_and_index_attributes() {
+        let mut r = record();
+        r.provider_message_id = Some("wamid.X".into());
+        r.next_attempt_at = Some(Timestamp::from_millis(42));
+        r.status = DeliveryStatus::RetryScheduled;
+        let item = record_item(&r).unwrap();
+        assert_eq!(item[schema::PK], AttributeValue::S(format!("msg#{}", r.id)));
+        assert_eq!(item[schema::SK], AttributeValue::S("record".into()));
+        assert_eq!(item[schema::PROVIDER_MESSAGE_ID], AttributeValue::S("wamid.X".into()));
+        assert_eq!(item[schema::DUE_BUCKET], AttributeValue::S("pending".into()));
+        assert_eq!(item[schema::NEXT_ATTEMPT_AT], AttributeValue::N("42".into()));
+        assert_eq!(record_from_item(item).unwrap(), r);
+    }
+
+    #[test]
+    fn terminal_or_undue_records_stay_out_of_the_due_index() {
+        let mut r = record();
+        assert!(!record_item(&r).unwrap().contains_key(schema::DUE_BUCKET));
+        r.next_attempt_at = Some(Timestamp::from_millis(42));
+        r.status = DeliveryStatus::Failed;
+        assert!(!record_item(&r).unwrap().contains_key(schema::DUE_BUCKET));
+    }
+
+    #[test]
+    fn inbound_items_keep_ttl_in_seconds_and_round_trip_exactly() {
+        let rec = InboundRecord {
+            kind: InboundKind::OrphanStatus,
+            key: "wamid.Y".into(),
+            sub_key: String::new(),
+            received_at: Timestamp::from_millis(1_000),
+            expires_at: Timestamp::from_millis(1_767_225_600_001),
+            payload: serde_json::json!({"status": "sent"}),
+        };
+        let item = inbound_item(&rec).unwrap();
+        assert_eq!(item[schema::PK], AttributeValue::S("orphan_status#wamid.Y".into()));
+        assert_eq!(item[schema::SK], AttributeValue::S("-".into()));
+        assert_eq!(item[schema::TTL_ATTRIBUTE], AttributeValue::N("1767225601".into()));
+        assert_eq!(inbound_from_item(item).unwrap(), rec);
+    }
+
+    #[test]
+    fn ceil_secs_rounds_up_only_partial_seconds() {
+        assert_eq!(ceil_secs(Timestamp::from_millis(2_000)), 2);
+        assert_eq!(ceil_secs(Timestamp::from_millis(2_001)), 3);
+        assert_eq!(ceil_secs(Timestamp::from_millis(-1)), 0);
+    }
+}

@@ -1,0 +1,104 @@
+//! The AWS adapters: [`SqsQueue`] (SQS), [`DynamoStore`] (DynamoDB, one table) and
+//! [`SecretsManagerSource`] (Secrets Manager through `aws_secretsmanager_caching`).
+//!
+//! Each takes an SDK client (or builder) built once at INIT, so connections and credentials are
+//! reused across invocations. SDK failures are turned into port errors whose messages carry
+//! the operation, the service's error code and message, or the kind of transport failure —
+//! never a request's payload, credentials or secret values.
+//!
+//! [`schema`] names the table's keys, indexes and attributes; `template.yaml` and the test
+//! harness that creates tables on moto must use the same names.
+
+pub mod dynamodb;
+pub mod secrets;
+pub mod sqs;
+
+pub use dynamodb::DynamoStore;
+pub use secrets::{SecretIds, SecretsManagerSource};
+pub use sqs::SqsQueue;
+
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
+use std::error::Error as StdError;
+
+/// The DynamoDB single-table schema. `template.yaml` declares exactly this.
+pub mod schema {
+    /// Partition key, type S.
+    pub const PK: &str = "pk";
+    /// Sort key, type S.
+    pub const SK: &str = "sk";
+    /// Sort key of a delivery record (whose `pk` is `msg#<id>`).
+    pub const RECORD_SK: &str = "record";
+    /// Prefix of a delivery record's `pk`.
+    pub const MESSAGE_PK_PREFIX: &str = "msg#";
+    /// Sort key of an inbound record whose sub-key is empty.
+    pub const EMPTY_SUB_KEY_SK: &str = "-";
+
+    /// GSI over `provider_message_id` (S), projection KEYS_ONLY.
+    pub const GSI_BY_PROVIDER_ID: &str = "by-provider-id";
+    /// Hash key of [`GSI_BY_PROVIDER_ID`]; a top-level attribute of delivery records.
+    pub const PROVIDER_MESSAGE_ID: &str = "provider_message_id";
+
+    /// Sparse GSI: hash `due_bucket` (S), range `next_attempt_at` (N, epoch ms), projection
+    /// KEYS_ONLY. Only records with a next attempt that are not terminal carry `due_bucket`.
+    pub const GSI_BY_DUE: &str = "by-due";
+    pub const DUE_BUCKET: &str = "due_bucket";
+    /// The single value of [`DUE_BUCKET`].
+    pub const DUE_BUCKET_PENDING: &str = "pending";
+    pub const NEXT_ATTEMPT_AT: &str = "next_attempt_at";
+
+    /// The table's TTL attribute: epoch **seconds** (DynamoDB ignores anything else).
+    pub const TTL_ATTRIBUTE: &str = "expires_at";
+}
+
+/// Describes an SDK failure for an error message: operation, error code and the service's
+/// message, or the kind of transport failure. Request contents are never included.
+pub(crate) fn describe_sdk_error<E, R>(operation: &str, err: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + StdError + 'static,
+    R: std::fmt::Debug,
+{
+    match err {
+        SdkError::ServiceError(_) => {
+            let code = err.code().unwrap_or("unknown error");
+            match err.message() {
+                Some(message) => format!("{operation}: {code}: {}", truncate(message, 300)),
+                None => format!("{operation}: {code}"),
+            }
+        }
+        SdkError::TimeoutError(_) => format!("{operation}: timed out"),
+        SdkError::DispatchFailure(failure) => {
+            let kind = if failure.is_timeout() {
+                "timed out connecting"
+            } else if failure.is_io() {
+                "connection failed"
+            } else {
+                "request could not be sent"
+            };
+            match failure.as_connector_error().and_then(|c| c.source()) {
+                Some(source) => format!("{operation}: {kind}: {}", truncate(&source.to_string(), 300)),
+                None => format!("{operation}: {kind}"),
+            }
+        }
+        SdkError::ResponseError(_) => format!("{operation}: the response could not be read"),
+        SdkError::ConstructionFailure(_) => format!("{operation}: the request could not be built"),
+        _ => format!("{operation}: unexpected SDK failure"),
+    }
+}
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    match s.char_indices().nth(max_chars) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate;
+
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        assert_eq!(truncate("ação", 2), "aç…");
+        assert_eq!(truncate("abc", 3), "abc");
+    }
+}

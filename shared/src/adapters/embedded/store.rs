@@ -1,0 +1,265 @@
+//! The delivery store in SQLite: `records` holds each delivery record as JSON next to the
+//! columns queries need (version, provider message id, status, next attempt); `inbound` holds
+//! inbound records under (kind, key, sub_key).
+
+use super::{DbError, EmbeddedDb};
+use crate::domain::delivery::DeliveryRecord;
+use crate::domain::ids::{MessageId, Wamid};
+use crate::domain::time::Timestamp;
+use crate::ports::store::{
+    CreateOutcome, DeliveryStore, InboundKind, InboundRecord, InsertOutcome, ReplaceOutcome,
+    StoreError,
+};
+use async_trait::async_trait;
+use rusqlite::OptionalExtension;
+
+/// The [`DeliveryStore`] of an [`EmbeddedDb`]. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct EmbeddedStore {
+    db: EmbeddedDb,
+}
+
+impl EmbeddedStore {
+    pub(super) fn new(db: EmbeddedDb) -> Self {
+        Self { db }
+    }
+}
+
+/// The columns of a `records` row, taken from the record before it crosses to the blocking pool.
+struct RecordRow {
+    id: String,
+    version: i64,
+    provider_message_id: Option<String>,
+    status: &'static str,
+    next_attempt_at: Option<i64>,
+    body: String,
+}
+
+impl RecordRow {
+    fn of(record: &DeliveryRecord) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: record.id.as_str().to_owned(),
+            version: version(record.version)?,
+            provider_message_id: record.provider_message_id.clone(),
+            status: record.status.as_str(),
+            next_attempt_at: record.next_attempt_at.map(Timestamp::as_millis),
+            body: serde_json::to_string(record).map_err(|e| {
+                StoreError::Unavailable(format!("record {} cannot be serialised: {e}", record.id))
+            })?,
+        })
+    }
+}
+
+fn version(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Unavailable(format!("version {v} out of range")))
+}
+
+fn decode_record(id: &str, body: &str) -> Result<DeliveryRecord, DbError> {
+    serde_json::from_str(body).map_err(|e| {
+        DbError::Corrupt(format!(
+            "record {id} is not a valid delivery record: {}",
+            super::json_error(&e)
+        ))
+    })
+}
+
+fn kind_from_str(s: &str) -> Option<InboundKind> {
+    [
+        InboundKind::Message,
+        InboundKind::OrphanStatus,
+        InboundKind::AccountEvent,
+    ]
+    .into_iter()
+    .find(|k| k.as_str() == s)
+}
+
+#[async_trait]
+impl DeliveryStore for EmbeddedStore {
+    async fn create(&self, record: &DeliveryRecord) -> Result<CreateOutcome, StoreError> {
+        let row = RecordRow::of(record)?;
+        let inserted = self
+            .db
+            .run(move |conn, _| {
+                Ok(conn
+                    .prepare_cached(
+                        "INSERT INTO records
+                            (id, version, provider_message_id, status, next_attempt_at, body)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                         ON CONFLICT (id) DO NOTHING",
+                    )?
+                    .execute(rusqlite::params![
+                        row.id,
+                        row.version,
+                        row.provider_message_id,
+                        row.status,
+                        row.next_attempt_at,
+                        row.body
+                    ])?)
+            })
+            .await?;
+        Ok(if inserted == 1 {
+            CreateOutcome::Created
+        } else {
+            CreateOutcome::AlreadyExists
+        })
+    }
+
+    async fn get(&self, id: &MessageId) -> Result<Option<DeliveryRecord>, StoreError> {
+        let id = id.as_str().to_owned();
+        Ok(self
+            .db
+            .run(move |conn, _| {
+                let body: Option<String> = conn
+                    .prepare_cached("SELECT body FROM records WHERE id = ?1")?
+                    .query_row([&id], |r| r.get(0))
+                    .optional()?;
+                body.map(|b| decode_record(&id, &b)).transpose()
+            })
+            .await?)
+    }
+
+    async fn find_by_wamid(&self, wamid: &Wamid) -> Result<Option<DeliveryRecord>, StoreError> {
+        let wamid = wamid.as_str().to_owned();
+        Ok(self
+            .db
+            .run(move |conn, _| {
+                let row: Option<(String, String)> = conn
+                    .prepare_cached(
+                        "SELECT id, body FROM records WHERE provider_message_id = ?1
+                         ORDER BY id LIMIT 1",
+                    )?
+                    .query_row([&wamid], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                row.map(|(id, b)| decode_record(&id, &b)).transpose()
+            })
+            .await?)
+    }
+
+    async fn replace(
+        &self,
+        record: &DeliveryRecord,
+        expected_version: u64,
+    ) -> Result<ReplaceOutcome, StoreError> {
+        let row = RecordRow::of(record)?;
+        let expected = version(expected_version)?;
+        let updated = self
+            .db
+            .run(move |conn, _| {
+                Ok(conn
+                    .prepare_cached(
+                        "UPDATE records
+                         SET version = ?2, provider_message_id = ?3, status = ?4,
+                             next_attempt_at = ?5, body = ?6
+                         WHERE id = ?1 AND version = ?7",
+                    )?
+                    .execute(rusqlite::params![
+                        row.id,
+                        row.version,
+                        row.provider_message_id,
+                        row.status,
+                        row.next_attempt_at,
+                        row.body,
+                        expected
+                    ])?)
+            })
+            .await?;
+        Ok(if updated == 1 {
+            ReplaceOutcome::Replaced
+        } else {
+            ReplaceOutcome::Conflict
+        })
+    }
+
+    async fn put_inbound(&self, record: &InboundRecord) -> Result<InsertOutcome, StoreError> {
+        let kind = record.kind.as_str();
+        let key = record.key.clone();
+        let sub_key = record.sub_key.clone();
+        let received_at = record.received_at.as_millis();
+        let expires_at = record.expires_at.as_millis();
+        let payload = serde_json::to_string(&record.payload)
+            .map_err(|e| StoreError::Unavailable(format!("inbound payload: {e}")))?;
+        let written = self
+            .db
+            .run(move |conn, now| {
+                // Insert if absent; an expired row counts as absent and is overwritten.
+                Ok(conn
+                    .prepare_cached(
+                        "INSERT INTO inbound
+                            (kind, key, sub_key, received_at, expires_at, payload)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                         ON CONFLICT (kind, key, sub_key) DO UPDATE
+                         SET received_at = excluded.received_at,
+                             expires_at = excluded.expires_at,
+                             payload = excluded.payload
+                         WHERE inbound.expires_at <= ?7",
+                    )?
+                    .execute(rusqlite::params![
+                        kind,
+                        key,
+                        sub_key,
+                        received_at,
+                        expires_at,
+                        payload,
+                        now
+                    ])?)
+            })
+            .await?;
+        Ok(if written == 1 {
+            InsertOutcome::Inserted
+        } else {
+            InsertOutcome::Duplicate
+        })
+    }
+
+    async fn list_inbound(
+        &self,
+        kind: InboundKind,
+        key: &str,
+    ) -> Result<Vec<InboundRecord>, StoreError> {
+        let kind_str = kind.as_str();
+        let key = key.to_owned();
+        let rows = self
+            .db
+            .run(move |conn, now| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT kind, key, sub_key, received_at, expires_at, payload
+                     FROM inbound
+                     WHERE kind = ?1 AND key = ?2 AND expires_at > ?3
+                     ORDER BY sub_key",
+                )?;
+                let rows = stmt
+                    .query_map(rusqlite::params![kind_str, key, now], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, i64>(3)?,
+                            r.get::<_, i64>(4)?,
+                            r.get::<_, String>(5)?,
+                        ))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(stored_kind, key, sub_key, received_at, expires_at, payload)| {
+                let what = || format!("inbound record {stored_kind}/{key}/{sub_key}");
+                let kind = kind_from_str(&stored_kind)
+                    .ok_or_else(|| StoreError::Corrupt(format!("{}: unknown kind", what())))?;
+                let payload = serde_json::from_str(&payload)
+                    .map_err(|e| {
+                        StoreError::Corrupt(format!("{}: {}", what(), super::json_error(&e)))
+                    })?;
+                Ok(InboundRecord {
+                    kind,
+                    key,
+                    sub_key,
+                    received_at: Timestamp::from_millis(received_at),
+                    expires_at: Timestamp::from_millis(expires_at),
+                    payload,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,137 @@
+//! The local runtime's [`SecretSource`]: one JSON file (named by `CARTEIRO_SECRETS_FILE`) whose
+//! top-level members are the documents that live in Secrets Manager on AWS, one secret each:
+//! `whatsapp`, `smtp`, `api_keys`, `callbacks` ([`SecretName::file_key`]).
+//!
+//! The file is read on first use and cached; `refresh = true` re-reads it, so a credential
+//! rotated in the file is picked up after a provider rejects the old one, without a restart.
+//! Neither `Debug` nor any error shows a value from the file.
+
+use crate::ports::secrets::{SecretError, SecretName, SecretSource};
+use async_trait::async_trait;
+use secrecy::SecretString;
+use serde_json::{Map, Value};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Secrets from a local JSON file (or, for tests, from a JSON value).
+pub struct FileSecretSource {
+    origin: Origin,
+    /// The parsed file, once read successfully.
+    cache: Mutex<Option<Arc<Map<String, Value>>>>,
+}
+
+enum Origin {
+    File(PathBuf),
+    Inline(Value),
+}
+
+impl fmt::Debug for FileSecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("FileSecretSource");
+        match &self.origin {
+            Origin::File(path) => d.field("path", path),
+            Origin::Inline(_) => d.field("path", &"<inline>"),
+        };
+        d.field("values", &"<redacted>").finish()
+    }
+}
+
+impl FileSecretSource {
+    /// Secrets from the file at `path`, read on first use.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            origin: Origin::File(path.into()),
+            cache: Mutex::new(None),
+        }
+    }
+
+    /// Secrets from a JSON value shaped like the file, for tests.
+    pub fn from_json(document: Value) -> Self {
+        Self {
+            origin: Origin::Inline(document),
+            cache: Mutex::new(None),
+        }
+    }
+
+    /// The file behind this source; `None` for [`FileSecretSource::from_json`].
+    pub fn path(&self) -> Option<&Path> {
+        match &self.origin {
+            Origin::File(path) => Some(path),
+            Origin::Inline(_) => None,
+        }
+    }
+
+    async fn load(&self, name: SecretName) -> Result<Arc<Map<String, Value>>, SecretError> {
+        let document = match &self.origin {
+            Origin::Inline(v) => v.clone(),
+            Origin::File(path) => {
+                let path = path.clone();
+                let bytes = tokio::task::spawn_blocking(move || {
+                    std::fs::read(&path).map_err(|e| {
+                        SecretError::Unavailable(format!(
+                            "cannot read the secrets file {}: {e}",
+                            path.display()
+                        ))
+                    })
+                })
+                .await
+                .map_err(|e| SecretError::Unavailable(format!("reading secrets: {e}")))??;
+                serde_json::from_slice(&bytes).map_err(|e| SecretError::Malformed {
+                    name,
+                    reason: format!("the secrets file is not valid JSON ({})", json_error(&e)),
+                })?
+            }
+        };
+        match document {
+            Value::Object(members) => Ok(Arc::new(members)),
+            _ => Err(SecretError::Malformed {
+                name,
+                reason: "the secrets file must hold one JSON object".to_owned(),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl SecretSource for FileSecretSource {
+    async fn get(&self, name: SecretName, refresh: bool) -> Result<SecretString, SecretError> {
+        let cached = if refresh {
+            None
+        } else {
+            self.cache
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        };
+        let members = match cached {
+            Some(members) => members,
+            None => {
+                let members = self.load(name).await?;
+                *self.cache.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(Arc::clone(&members));
+                members
+            }
+        };
+        match members.get(name.file_key()) {
+            None | Some(Value::Null) => Err(SecretError::Missing(name)),
+            Some(document) => serde_json::to_string(document)
+                .map(SecretString::from)
+                .map_err(|e| SecretError::Malformed {
+                    name,
+                    reason: json_error(&e),
+                }),
+        }
+    }
+}
+
+/// A JSON error by kind and position, never quoting the data it choked on.
+fn json_error(e: &serde_json::Error) -> String {
+    let kind = match e.classify() {
+        serde_json::error::Category::Io => "i/o error",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "unexpected data",
+        serde_json::error::Category::Eof => "truncated",
+    };
+    format!("{kind} at line {} column {}", e.line(), e.column())
+}

@@ -1,0 +1,388 @@
+//! The delivery record and its state machine.
+//!
+//! A record is created `queued` by the send API and moved by dispatch (`sending`, `sent`,
+//! `retry_scheduled`, `failed`, `dead`) and by Meta's status webhooks (`sent`, `delivered`,
+//! `read`, `failed`). Webhooks arrive late, duplicated and out of order, so the statuses they
+//! report are merged with a *maximum* over a fixed rank rather than applied in arrival order:
+//! the result is the same whatever order and however often they arrive.
+//!
+//! Every change bumps `version`; stores write a record only if the stored version is the one
+//! it was read at, which makes each transition a conditional write.
+
+use crate::domain::ids::{MessageId, Wamid};
+use crate::domain::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// Which provider a delivery goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Whatsapp,
+    Email,
+    /// A signed callback to the app (Standard Webhooks).
+    Webhook,
+}
+
+/// Where a delivery stands. The wire names are part of the public contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Queued,
+    Sending,
+    RetryScheduled,
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+    Dead,
+    Cancelled,
+}
+
+impl DeliveryStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Sending => "sending",
+            Self::RetryScheduled => "retry_scheduled",
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Read => "read",
+            Self::Failed => "failed",
+            Self::Dead => "dead",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// How far the message has provably got. Evidence of delivery outranks a failure report
+    /// (a `delivered` after a `failed` means it was delivered after all), and a failure
+    /// outranks a bare `sent`.
+    const fn rank(self) -> u8 {
+        match self {
+            Self::Queued | Self::Sending | Self::RetryScheduled => 0,
+            Self::Sent => 1,
+            Self::Failed | Self::Dead | Self::Cancelled => 2,
+            Self::Delivered => 3,
+            Self::Read => 4,
+        }
+    }
+
+    /// No more provider work is due for this record.
+    pub const fn is_terminal(self) -> bool {
+        !matches!(self, Self::Queued | Self::Sending | Self::RetryScheduled)
+    }
+}
+
+/// A status Meta reported for a sent message (`statuses[].status`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderStatus {
+    Sent,
+    Delivered,
+    Read,
+    /// A voice message played for the first time; implies `read`.
+    Played,
+    Failed,
+    /// A status this version of Carteiro does not know; recorded, never acted on.
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl ProviderStatus {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "sent" => Self::Sent,
+            "delivered" => Self::Delivered,
+            "read" => Self::Read,
+            "played" => Self::Played,
+            "failed" => Self::Failed,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Read => "read",
+            Self::Played => "played",
+            Self::Failed => "failed",
+            Self::Other(s) => s,
+        }
+    }
+
+    /// The delivery status this report proves, if any.
+    const fn implies(&self) -> Option<DeliveryStatus> {
+        match self {
+            Self::Sent => Some(DeliveryStatus::Sent),
+            Self::Delivered => Some(DeliveryStatus::Delivered),
+            Self::Read | Self::Played => Some(DeliveryStatus::Read),
+            Self::Failed => Some(DeliveryStatus::Failed),
+            Self::Other(_) => None,
+        }
+    }
+}
+
+/// A provider's reason for a failure, kept as the provider said it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryError {
+    /// `whatsapp`, `smtp`, `carteiro`, ...
+    pub source: String,
+    /// The provider's code (`131049`, `550`, ...), as a string so every provider fits.
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
+}
+
+/// One provider call and what came of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub number: u32,
+    pub started_at: Timestamp,
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_code: Option<String>,
+    pub latency_ms: u64,
+}
+
+/// A status report received from the provider, one per distinct status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProviderEvent {
+    pub status: ProviderStatus,
+    /// When the provider says it happened.
+    pub at: Timestamp,
+    /// When Carteiro learnt of it.
+    pub received_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<DeliveryError>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<serde_json::Value>,
+}
+
+/// A status update for one message, taken from a webhook and ready to apply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusUpdate {
+    pub wamid: Wamid,
+    pub status: ProviderStatus,
+    pub at: Timestamp,
+    pub error: Option<DeliveryError>,
+    pub pricing: Option<serde_json::Value>,
+    pub conversation: Option<serde_json::Value>,
+    /// Echo of what the send put in `biz_opaque_callback_data`: Carteiro's message id.
+    pub callback_data: Option<String>,
+}
+
+/// What applying a status did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusChange {
+    /// The record changed (a new history entry, perhaps a new status); write it.
+    Applied,
+    /// This status was already recorded; nothing to write.
+    Duplicate,
+}
+
+/// Everything Carteiro knows about one message it was asked to deliver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    pub id: MessageId,
+    /// Bumped on every change; stores write only over the version a record was read at.
+    pub version: u64,
+    pub channel: Channel,
+    pub status: DeliveryStatus,
+    /// E.164 number or email address. Returned to the owner; masked in logs.
+    pub recipient: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_id: Option<String>,
+    /// The wamid or SMTP Message-ID once the provider accepted the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_message_id: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<Timestamp>,
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
+    #[serde(default)]
+    pub events: Vec<ProviderEvent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<DeliveryError>,
+    /// The message as accepted by the send API, for dispatch to send.
+    #[serde(default)]
+    pub request: serde_json::Value,
+}
+
+impl DeliveryRecord {
+    /// A new record, `queued`, at version 1.
+    pub fn new_queued(
+        id: MessageId,
+        channel: Channel,
+        recipient: impl Into<String>,
+        request: serde_json::Value,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            id,
+            version: 1,
+            channel,
+            status: DeliveryStatus::Queued,
+            recipient: recipient.into(),
+            api_key_id: None,
+            provider_message_id: None,
+            created_at: now,
+            updated_at: now,
+            next_attempt_at: None,
+            attempts: Vec::new(),
+            events: Vec::new(),
+            last_error: None,
+            request,
+        }
+    }
+
+    /// Merges a provider status report into the record.
+    ///
+    /// The history keeps one entry per distinct status (the first one seen); the status is the
+    /// highest-ranked one ever reported. Both are independent of arrival order and of
+    /// repetition, so redelivered and reordered webhooks converge to the same record.
+    pub fn apply_status(&mut self, update: &StatusUpdate, received_at: Timestamp) -> StatusChange {
+        if self.events.iter().any(|e| e.status == update.status) {
+            return StatusChange::Duplicate;
+        }
+        self.events.push(ProviderEvent {
+            status: update.status.clone(),
+            at: update.at,
+            received_at,
+            error: update.error.clone(),
+            pricing: update.pricing.clone(),
+            conversation: update.conversation.clone(),
+        });
+        // Keep the history in the order things happened, not the order we heard of them.
+        self.events.sort_by_key(|e| e.at);
+
+        if let Some(implied) = update.status.implies() {
+            if implied.rank() > self.status.rank() {
+                self.status = implied;
+                self.next_attempt_at = None;
+                if implied == DeliveryStatus::Failed {
+                    self.last_error = update.error.clone();
+                }
+            }
+        }
+        if self.provider_message_id.is_none() {
+            self.provider_message_id = Some(update.wamid.as_str().to_owned());
+        }
+        self.version += 1;
+        self.updated_at = received_at;
+        StatusChange::Applied
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> DeliveryRecord {
+        DeliveryRecord::new_queued(
+            MessageId::generate(),
+            Channel::Whatsapp,
+            "+5511999990001",
+            serde_json::Value::Null,
+            Timestamp::from_secs(1_000),
+        )
+    }
+
+    fn update(status: &str, at: i64) -> StatusUpdate {
+        StatusUpdate {
+            wamid: Wamid::parse("wamid.TEST").unwrap_or_else(|_| unreachable!()),
+            status: ProviderStatus::parse(status),
+            at: Timestamp::from_secs(at),
+            error: (status == "failed").then(|| DeliveryError {
+                source: "whatsapp".into(),
+                code: "131049".into(),
+                message: "not delivered".into(),
+                details: Some("ecosystem engagement".into()),
+            }),
+            pricing: None,
+            conversation: None,
+            callback_data: None,
+        }
+    }
+
+    fn apply_all(order: &[&str]) -> DeliveryRecord {
+        let mut r = record();
+        for (i, s) in order.iter().enumerate() {
+            let at = match *s {
+                "sent" => 10,
+                "delivered" => 20,
+                "failed" => 15,
+                _ => 30,
+            };
+            r.apply_status(&update(s, at), Timestamp::from_secs(100 + i as i64));
+        }
+        r
+    }
+
+    #[test]
+    fn every_order_of_sent_delivered_read_ends_read_with_three_entries() {
+        let perms: [[&str; 3]; 6] = [
+            ["sent", "delivered", "read"],
+            ["sent", "read", "delivered"],
+            ["delivered", "sent", "read"],
+            ["delivered", "read", "sent"],
+            ["read", "sent", "delivered"],
+            ["read", "delivered", "sent"],
+        ];
+        for p in perms {
+            let r = apply_all(&p);
+            assert_eq!(r.status, DeliveryStatus::Read, "{p:?}");
+            let order: Vec<_> = r.events.iter().map(|e| e.status.as_str()).collect();
+            assert_eq!(order, ["sent", "delivered", "read"], "{p:?}");
+        }
+    }
+
+    #[test]
+    fn duplicates_change_nothing_and_do_not_bump_the_version() {
+        let mut r = record();
+        assert_eq!(r.apply_status(&update("delivered", 20), Timestamp::from_secs(50)), StatusChange::Applied);
+        let after_first = r.clone();
+        for _ in 0..4 {
+            assert_eq!(r.apply_status(&update("delivered", 20), Timestamp::from_secs(60)), StatusChange::Duplicate);
+        }
+        assert_eq!(r, after_first);
+    }
+
+    #[test]
+    fn failed_keeps_metas_error_and_outranks_a_late_sent() {
+        let r = apply_all(&["failed", "sent"]);
+        assert_eq!(r.status, DeliveryStatus::Failed);
+        assert_eq!(r.last_error.as_ref().map(|e| e.code.as_str()), Some("131049"));
+        assert_eq!(r.events.len(), 2);
+    }
+
+    #[test]
+    fn delivery_evidence_outranks_a_failure_report() {
+        assert_eq!(apply_all(&["delivered", "failed"]).status, DeliveryStatus::Delivered);
+        assert_eq!(apply_all(&["failed", "read"]).status, DeliveryStatus::Read);
+    }
+
+    #[test]
+    fn a_status_on_a_retry_scheduled_record_reconciles_it_as_sent() {
+        let mut r = record();
+        r.status = DeliveryStatus::RetryScheduled;
+        r.next_attempt_at = Some(Timestamp::from_secs(5_000));
+        r.apply_status(&update("sent", 10), Timestamp::from_secs(11));
+        assert_eq!(r.status, DeliveryStatus::Sent);
+        assert_eq!(r.next_attempt_at, None);
+        assert_eq!(r.provider_message_id.as_deref(), Some("wamid.TEST"));
+    }
+
+    #[test]
+    fn played_implies_read_and_unknown_statuses_are_kept_without_effect() {
+        let r = apply_all(&["sent", "played"]);
+        assert_eq!(r.status, DeliveryStatus::Read);
+        let r = apply_all(&["sent", "deleted"]);
+        assert_eq!(r.status, DeliveryStatus::Sent);
+        assert_eq!(r.events.len(), 2);
+    }
+}

@@ -1,0 +1,255 @@
+//! The inbound-event consumer: applies queued webhook events to the store.
+//!
+//! - A status advances the delivery record it belongs to (found by the Carteiro id echoed in
+//!   `biz_opaque_callback_data`, else by wamid) through [`DeliveryRecord::apply_status`], with
+//!   an optimistic, version-checked write retried on conflict.
+//! - A status whose record cannot be found is kept as an orphan for
+//!   [`reconcile_orphans`] to apply once the record knows its wamid.
+//! - Messages and other field changes are stored once, with a TTL, for the callback work to
+//!   forward.
+//!
+//! Every step is idempotent, so SQS's at-least-once delivery and Meta's duplicate webhooks
+//! change nothing twice.
+
+use crate::config::InboundSettings;
+use crate::domain::delivery::{DeliveryRecord, StatusChange, StatusUpdate};
+use crate::domain::events::InboundEvent;
+use crate::domain::ids::{MessageId, Wamid};
+use crate::domain::time::Timestamp;
+use crate::ports::clock::Clock;
+use crate::ports::store::{
+    DeliveryStore, InboundKind, InboundRecord, InsertOutcome, ReplaceOutcome, StoreError,
+};
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// How many events of one batch are processed at once.
+const CONCURRENCY: usize = 10;
+
+/// Optimistic writes that lose this many races in a row give up; the queue retries later.
+const MAX_WRITE_RACES: usize = 8;
+
+/// What the consumer needs. Built once per process.
+#[derive(Debug, Clone)]
+pub struct InboundContext {
+    pub store: Arc<dyn DeliveryStore>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: InboundSettings,
+}
+
+/// One queue message, as SQS hands it to Lambda or the embedded queue to the local runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedEvent {
+    pub message_id: String,
+    pub body: String,
+}
+
+/// What processing one event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A delivery record moved or gained a history entry.
+    StatusApplied,
+    /// Nothing new: the status, message or event was already known.
+    Duplicate,
+    /// A status for a record not found (yet); kept for reconciliation.
+    OrphanKept,
+    /// A message or account event stored for the app.
+    Stored,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// The body is not an inbound event: a bug or a version mismatch between functions.
+    /// Retrying will not help; the queue's redrive policy moves it to the dead-letter queue.
+    #[error("the queue message is not an inbound event: {0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("lost {MAX_WRITE_RACES} write races in a row on {0}")]
+    Contended(String),
+}
+
+/// Processes a batch concurrently and returns the message ids that failed, for the queue to
+/// redeliver (SQS partial batch failure). An empty id is reported as it is, never dropped.
+pub async fn process_batch(ctx: &InboundContext, events: &[QueuedEvent]) -> Vec<String> {
+    futures::stream::iter(events)
+        .map(|queued| async move {
+            match process(ctx, &queued.body).await {
+                Ok(outcome) => {
+                    tracing::debug!(message_id = %queued.message_id, ?outcome, "inbound event processed");
+                    None
+                }
+                Err(e) => {
+                    tracing::error!(message_id = %queued.message_id, error = %e, "inbound event failed");
+                    Some(queued.message_id.clone())
+                }
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .filter_map(|failed| async move { failed })
+        .collect()
+        .await
+}
+
+/// Applies one queued event.
+pub async fn process(ctx: &InboundContext, body: &str) -> Result<Outcome, ProcessError> {
+    let event: InboundEvent =
+        serde_json::from_str(body).map_err(|e| ProcessError::Malformed(e.to_string()))?;
+    let now = ctx.clock.now();
+    match &event {
+        InboundEvent::Status { status, .. } => match status.to_update() {
+            Ok(update) => apply_status(ctx, &event, &update, now).await,
+            // No usable wamid: nothing to attach it to, but keep it.
+            Err(_) => store_account_event(ctx, &event, now).await,
+        },
+        InboundEvent::Message { message, .. } => {
+            let record = InboundRecord {
+                kind: InboundKind::Message,
+                key: message.id.clone(),
+                sub_key: String::new(),
+                received_at: now,
+                expires_at: now.plus(ctx.settings.message_ttl),
+                payload: to_value(&event)?,
+            };
+            stored(ctx.store.put_inbound(&record).await?)
+        }
+        InboundEvent::Errors { .. } | InboundEvent::Field { .. } => {
+            store_account_event(ctx, &event, now).await
+        }
+    }
+}
+
+async fn store_account_event(
+    ctx: &InboundContext,
+    event: &InboundEvent,
+    now: Timestamp,
+) -> Result<Outcome, ProcessError> {
+    let payload = to_value(event)?;
+    // Identical events (Meta's retries) share a key, so they are stored once.
+    let key = hex::encode(Sha256::digest(payload.to_string().as_bytes()));
+    let record = InboundRecord {
+        kind: InboundKind::AccountEvent,
+        key,
+        sub_key: String::new(),
+        received_at: now,
+        expires_at: now.plus(ctx.settings.message_ttl),
+        payload,
+    };
+    stored(ctx.store.put_inbound(&record).await?)
+}
+
+fn stored(outcome: InsertOutcome) -> Result<Outcome, ProcessError> {
+    Ok(match outcome {
+        InsertOutcome::Inserted => Outcome::Stored,
+        InsertOutcome::Duplicate => Outcome::Duplicate,
+    })
+}
+
+fn to_value(event: &InboundEvent) -> Result<serde_json::Value, ProcessError> {
+    serde_json::to_value(event).map_err(|e| ProcessError::Malformed(e.to_string()))
+}
+
+async fn apply_status(
+    ctx: &InboundContext,
+    event: &InboundEvent,
+    update: &StatusUpdate,
+    now: Timestamp,
+) -> Result<Outcome, ProcessError> {
+    let Some(record) = find_record(ctx.store.as_ref(), update).await? else {
+        let orphan = InboundRecord {
+            kind: InboundKind::OrphanStatus,
+            key: update.wamid.as_str().to_owned(),
+            sub_key: update.status.as_str().to_owned(),
+            received_at: now,
+            expires_at: now.plus(ctx.settings.orphan_status_ttl),
+            payload: to_value(event)?,
+        };
+        tracing::info!(wamid = %update.wamid, status = update.status.as_str(), "status for an unknown message kept for reconciliation");
+        return Ok(match ctx.store.put_inbound(&orphan).await? {
+            InsertOutcome::Inserted => Outcome::OrphanKept,
+            InsertOutcome::Duplicate => Outcome::Duplicate,
+        });
+    };
+    let change = apply_with_retry(ctx.store.as_ref(), record, &[update.clone()], now).await?;
+    Ok(match change {
+        StatusChange::Applied => Outcome::StatusApplied,
+        StatusChange::Duplicate => Outcome::Duplicate,
+    })
+}
+
+/// The record a status belongs to: by the Carteiro id echoed back by Meta when present (a
+/// strongly consistent read), else by wamid.
+async fn find_record(
+    store: &dyn DeliveryStore,
+    update: &StatusUpdate,
+) -> Result<Option<DeliveryRecord>, StoreError> {
+    if let Some(id) = update.callback_data.as_deref().and_then(|d| MessageId::parse(d).ok()) {
+        if let Some(record) = store.get(&id).await? {
+            let same_message = record
+                .provider_message_id
+                .as_deref()
+                .is_none_or(|known| known == update.wamid.as_str());
+            if same_message {
+                return Ok(Some(record));
+            }
+        }
+    }
+    store.find_by_wamid(&update.wamid).await
+}
+
+/// Applies updates to a record with a version-checked write, re-reading and re-applying when
+/// another writer got there first.
+async fn apply_with_retry(
+    store: &dyn DeliveryStore,
+    mut record: DeliveryRecord,
+    updates: &[StatusUpdate],
+    now: Timestamp,
+) -> Result<StatusChange, ProcessError> {
+    for _ in 0..MAX_WRITE_RACES {
+        let read_version = record.version;
+        let mut change = StatusChange::Duplicate;
+        for update in updates {
+            if record.apply_status(update, now) == StatusChange::Applied {
+                change = StatusChange::Applied;
+            }
+        }
+        if change == StatusChange::Duplicate {
+            return Ok(change);
+        }
+        // Several updates bump the version several times; the store only checks the old one.
+        match store.replace(&record, read_version).await? {
+            ReplaceOutcome::Replaced => return Ok(change),
+            ReplaceOutcome::Conflict => match store.get(&record.id).await? {
+                Some(fresh) => record = fresh,
+                None => return Err(ProcessError::Contended(record.id.to_string())),
+            },
+        }
+    }
+    Err(ProcessError::Contended(record.id.to_string()))
+}
+
+/// Applies the statuses kept for `wamid` before its record knew it (the send's state write
+/// lost the race with Meta's first webhook). Dispatch calls this after recording a wamid.
+pub async fn reconcile_orphans(
+    store: &dyn DeliveryStore,
+    id: &MessageId,
+    wamid: &Wamid,
+    now: Timestamp,
+) -> Result<StatusChange, ProcessError> {
+    let orphans = store.list_inbound(InboundKind::OrphanStatus, wamid.as_str()).await?;
+    let updates: Vec<StatusUpdate> = orphans
+        .iter()
+        .filter_map(|o| match serde_json::from_value::<InboundEvent>(o.payload.clone()) {
+            Ok(InboundEvent::Status { status, .. }) => status.to_update().ok(),
+            _ => None,
+        })
+        .collect();
+    if updates.is_empty() {
+        return Ok(StatusChange::Duplicate);
+    }
+    let Some(record) = store.get(id).await? else {
+        return Ok(StatusChange::Duplicate);
+    };
+    apply_with_retry(store, record, &updates, now).await
+}

@@ -1,0 +1,31 @@
+//! Logging set-up shared by every binary: JSON lines on Lambda (and whenever
+//! `CARTEIRO_LOG_FORMAT=json`), human-readable text locally. The level comes from
+//! `AWS_LAMBDA_LOG_LEVEL`, then `RUST_LOG`, else `info`.
+
+use tracing_subscriber::EnvFilter;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Installs the global subscriber once; later calls are no-ops.
+pub fn init_logging(format: LogFormat) {
+    let filter = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .ok()
+        .map(|l| EnvFilter::new(l.to_lowercase()))
+        .or_else(|| EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(false)
+            .without_time() // CloudWatch stamps every line
+            .with_target(false)
+            .try_init(),
+        LogFormat::Text => builder.with_target(false).try_init(),
+    };
+}

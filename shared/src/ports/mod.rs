@@ -1,0 +1,16 @@
+//! Ports: the small traits handlers depend on. Handlers never see an SDK client; the `aws` and
+//! `embedded` adapters implement these, and one conformance suite holds both to the same
+//! behaviour.
+
+pub mod clock;
+pub mod queue;
+pub mod secrets;
+pub mod store;
+
+pub use clock::{Clock, SystemClock};
+pub use queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
+pub use secrets::{SecretError, SecretName, SecretSource};
+pub use store::{
+    CreateOutcome, DeliveryStore, InboundKind, InboundRecord, InsertOutcome, ReplaceOutcome,
+    StoreError,
+};

@@ -1,0 +1,107 @@
+//! The delivery store: delivery records, written only by conditional writes, and inbound
+//! records (messages, account events, statuses awaiting reconciliation), written at most once.
+
+use crate::domain::delivery::DeliveryRecord;
+use crate::domain::ids::{MessageId, Wamid};
+use crate::domain::time::Timestamp;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created,
+    /// A record with that id exists already; nothing was written.
+    AlreadyExists,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplaceOutcome {
+    Replaced,
+    /// The stored version was not the expected one (or the record is gone): re-read and retry.
+    Conflict,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertOutcome {
+    Inserted,
+    /// An inbound record with the same kind, key and sub-key exists; nothing was written.
+    Duplicate,
+}
+
+/// What an [`InboundRecord`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InboundKind {
+    /// A message a user sent to the business; key = its wamid.
+    Message,
+    /// A status for a wamid no delivery record claims (yet); key = wamid, sub-key = status.
+    OrphanStatus,
+    /// Any other webhook field (template status, quality, account update, errors...);
+    /// key = a digest of the event.
+    AccountEvent,
+}
+
+impl InboundKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Message => "message",
+            Self::OrphanStatus => "orphan_status",
+            Self::AccountEvent => "account_event",
+        }
+    }
+}
+
+/// Something Meta told us that is not (or not yet) part of a delivery record, kept until
+/// `expires_at` for the callback and reconciliation work to pick up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InboundRecord {
+    pub kind: InboundKind,
+    pub key: String,
+    /// Distinguishes several records under one key (the status of an orphan); may be empty.
+    #[serde(default)]
+    pub sub_key: String,
+    pub received_at: Timestamp,
+    /// Stores drop the record after this; reads never return an expired one.
+    pub expires_at: Timestamp,
+    /// The event as received, in Carteiro's typed form.
+    pub payload: serde_json::Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("stored data could not be read: {0}")]
+    Corrupt(String),
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait DeliveryStore: Send + Sync + std::fmt::Debug {
+    /// Writes `record` only if no record with its id exists.
+    async fn create(&self, record: &DeliveryRecord) -> Result<CreateOutcome, StoreError>;
+
+    /// Reads a record, strongly consistent.
+    async fn get(&self, id: &MessageId) -> Result<Option<DeliveryRecord>, StoreError>;
+
+    /// Finds the record whose `provider_message_id` is `wamid`. On DynamoDB this goes through
+    /// an eventually consistent index, so a record written a moment ago may not be found yet.
+    async fn find_by_wamid(&self, wamid: &Wamid) -> Result<Option<DeliveryRecord>, StoreError>;
+
+    /// Writes `record` only if the stored record's version is `expected_version`.
+    /// `record.version` must already be the new version.
+    async fn replace(
+        &self,
+        record: &DeliveryRecord,
+        expected_version: u64,
+    ) -> Result<ReplaceOutcome, StoreError>;
+
+    /// Writes an inbound record unless one with the same kind, key and sub-key exists.
+    async fn put_inbound(&self, record: &InboundRecord) -> Result<InsertOutcome, StoreError>;
+
+    /// Every unexpired inbound record of `kind` under `key`, ordered by sub-key.
+    async fn list_inbound(
+        &self,
+        kind: InboundKind,
+        key: &str,
+    ) -> Result<Vec<InboundRecord>, StoreError>;
+}

@@ -1,0 +1,9 @@
+//! Carteiro's end-to-end tests: one binary, one module per capability.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod conformance_aws;
+mod conformance_embedded;
+mod hostile;
+mod intake_aws;
+mod intake_local;
+mod status_ordering;

@@ -1,0 +1,9 @@
+//! Test harness for Carteiro's cross-function tests: a moto server spawned on a free loopback
+//! port, the adapter conformance suite, the local runtime on an ephemeral port, and builders
+//! for signed webhooks and API Gateway events.
+
+pub mod apigw;
+pub mod conformance;
+pub mod local;
+pub mod moto;
+pub mod webhooks;
