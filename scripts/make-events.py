@@ -134,6 +134,15 @@ def http_api_request(
     return event
 
 
+def sorted_keys(value):
+    """`value` with every object's keys sorted, as serde_json writes a `Value`."""
+    if isinstance(value, dict):
+        return {key: sorted_keys(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [sorted_keys(item) for item in value]
+    return value
+
+
 def sqs_attributes_md5(attributes: dict[str, str]) -> str:
     """SQS's MD5OfMessageAttributes for String attributes: for each name in order, the
     length-prefixed name, data type and value, with transport type 1 (string)."""
@@ -218,24 +227,30 @@ def build() -> dict[str, str]:
     # SQS batch for the inbound events function: what intake queues for the signed POST above
     # (its one status) plus one inbound text message.
     value = delivered["entry"][0]["changes"][0]["value"]
+    # Key order as carteiro-shared serialises an InboundEvent (struct fields in declaration
+    # order, free-form JSON values with sorted keys), so this body is byte for byte what intake
+    # queues for the signed POST.
+    status = value["statuses"][0]
     status_event = {
         "kind": "status",
         "phone_number_id": value["metadata"]["phone_number_id"],
-        "status": value["statuses"][0],
+        "status": {key: sorted_keys(item) for key, item in status.items()},
     }
-    # The inbound message uses Meta's wire shape for contact and message; check it against
-    # shared/src/domain/webhook/message.rs (`InboundEvent::Message` must read it back).
+    # The inbound message in Meta's wire shape, which `Message` reads (and writes back with
+    # sorted keys).
     message_event = {
         "kind": "message",
         "phone_number_id": value["metadata"]["phone_number_id"],
         "contact": {"profile": {"name": "Ana"}, "wa_id": "5511999990001"},
-        "message": {
-            "from": "5511999990001",
-            "id": "wamid.HBgNNTUxMTk5OTk5MDAwMRUCABIYIDNFQjBDOTk5QTRFRjA3NDk1MjNCNTI2ODQyN0UyOUE1AA",
-            "timestamp": "1698266960",
-            "type": "text",
-            "text": {"body": "Olá"},
-        },
+        "message": sorted_keys(
+            {
+                "from": "5511999990001",
+                "id": "wamid.HBgNNTUxMTk5OTk5MDAwMRUCABIYIDNFQjBDOTk5QTRFRjA3NDk1MjNCNTI2ODQyN0UyOUE1AA",
+                "timestamp": "1698266960",
+                "type": "text",
+                "text": {"body": "Olá"},
+            }
+        ),
     }
     post_request_id = files["webhook-intake-post-signed.json"]["requestContext"]["requestId"]
     records = []

@@ -12,6 +12,7 @@
 pub mod adapters;
 pub mod config;
 pub mod domain;
+pub mod fuzzing;
 pub mod http;
 pub mod inbound;
 pub mod intake;

@@ -94,6 +94,12 @@ async fn file_backed_db_passes_the_suite_and_keeps_everything_across_reopen() {
     let db = EmbeddedDb::open(&path).unwrap();
     assert_eq!(db.path(), Some(path.as_path()));
     let store = db.store();
+    let (batch, visibility, stale, delay) = (
+        db.queue("batch"),
+        db.queue("visibility"),
+        db.queue("stale"),
+        db.queue("delay"),
+    );
     tokio::join!(
         conformance::store_get_returns_what_was_written(&store),
         conformance::store_create_is_conditional(&store),
@@ -103,12 +109,10 @@ async fn file_backed_db_passes_the_suite_and_keeps_everything_across_reopen() {
         conformance::store_inbound_put_is_insert_once(&store),
         conformance::store_list_inbound_orders_by_sub_key_and_skips_expired(&store),
         conformance::store_expired_inbound_record_counts_as_absent(&store),
-        conformance::queue_batch_of_25_arrives_complete(&db.queue("batch")),
-        conformance::queue_hides_a_received_message_until_its_visibility_timeout(
-            &db.queue("visibility")
-        ),
-        conformance::queue_stale_receipt_does_not_delete_redelivered_message(&db.queue("stale")),
-        conformance::queue_delayed_message_is_hidden_until_its_delay_passes(&db.queue("delay")),
+        conformance::queue_batch_of_25_arrives_complete(&batch),
+        conformance::queue_hides_a_received_message_until_its_visibility_timeout(&visibility),
+        conformance::queue_stale_receipt_does_not_delete_redelivered_message(&stale),
+        conformance::queue_delayed_message_is_hidden_until_its_delay_passes(&delay),
     );
 
     // Leave state behind: a record, an inbound record, one message received once (visibility
@@ -124,7 +128,10 @@ async fn file_backed_db_passes_the_suite_and_keeps_everything_across_reopen() {
         expires_at: now.plus(Duration::from_secs(3600)),
         payload: json!({ "text": "persisted" }),
     };
-    assert_eq!(store.put_inbound(&inbound).await.unwrap(), InsertOutcome::Inserted);
+    assert_eq!(
+        store.put_inbound(&inbound).await.unwrap(),
+        InsertOutcome::Inserted
+    );
     let q = db.queue("outbound");
     q.send_batch(&[
         OutgoingMessage::new("one").with_attribute("n", "1"),
@@ -134,7 +141,7 @@ async fn file_backed_db_passes_the_suite_and_keeps_everything_across_reopen() {
     .unwrap();
     let first = q.receive(1, Duration::ZERO).await.unwrap();
     assert_eq!(first.len(), 1);
-    drop((q, store, db));
+    drop((q, store, batch, visibility, stale, delay, db));
 
     let db = EmbeddedDb::open(&path).unwrap();
     let store = db.store();
@@ -158,7 +165,10 @@ async fn file_backed_db_passes_the_suite_and_keeps_everything_across_reopen() {
     assert_ne!(got[0].receipt_handle, first[0].receipt_handle);
     // The queues of the suite above were left empty.
     for name in ["batch", "visibility", "stale", "delay"] {
-        assert_eq!(db.queue(name).counts().await.unwrap(), QueueCounts::default());
+        assert_eq!(
+            db.queue(name).counts().await.unwrap(),
+            QueueCounts::default()
+        );
     }
 }
 
@@ -183,7 +193,11 @@ async fn two_handles_on_one_file_take_turns() {
 
     let mut bodies = BTreeSet::new();
     loop {
-        let got = a.queue("shared").receive(10, Duration::from_secs(60)).await.unwrap();
+        let got = a
+            .queue("shared")
+            .receive(10, Duration::from_secs(60))
+            .await
+            .unwrap();
         if got.is_empty() {
             break;
         }
@@ -245,14 +259,25 @@ async fn visibility_and_delay_follow_the_injected_clock_to_the_millisecond() {
     );
 
     clock.advance(Duration::from_millis(9_999));
-    assert!(q.receive(10, Duration::from_secs(10)).await.unwrap().is_empty());
+    assert!(
+        q.receive(10, Duration::from_secs(10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     clock.advance(Duration::from_millis(1));
     let again = q.receive(10, Duration::from_secs(10)).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!((again[0].body.as_str(), again[0].receive_count), ("now", 2));
+    q.ack(&again[0].receipt_handle).await.unwrap();
 
     clock.advance(Duration::from_millis(19_999));
-    assert!(q.receive(10, Duration::from_secs(10)).await.unwrap().is_empty());
+    assert!(
+        q.receive(10, Duration::from_secs(10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     clock.advance(Duration::from_millis(1));
     let later = q.receive(10, Duration::from_secs(10)).await.unwrap();
     assert_eq!(later.len(), 1);
@@ -280,22 +305,34 @@ async fn messages_come_out_in_the_order_they_were_sent() {
 async fn queues_are_separate_and_receipts_only_work_on_their_queue() {
     let db = EmbeddedDb::in_memory().unwrap();
     let (a, b) = (db.queue("a"), db.queue("b"));
-    a.send_batch(&[OutgoingMessage::new("for a")]).await.unwrap();
-    assert!(b.receive(10, Duration::from_secs(60)).await.unwrap().is_empty());
+    a.send_batch(&[OutgoingMessage::new("for a")])
+        .await
+        .unwrap();
+    assert!(
+        b.receive(10, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let got = a.receive(10, Duration::ZERO).await.unwrap();
     assert_eq!(got.len(), 1);
     // Another queue's receipt, and made-up receipts, delete nothing and are no error.
     b.ack(&got[0].receipt_handle).await.unwrap();
     a.ack("not-a-receipt").await.unwrap();
     a.ack("").await.unwrap();
-    assert_eq!(a.receive(10, Duration::from_secs(60)).await.unwrap().len(), 1);
+    assert_eq!(
+        a.receive(10, Duration::from_secs(60)).await.unwrap().len(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn concurrent_receivers_never_share_a_message() {
     let db = EmbeddedDb::in_memory().unwrap();
     let q = db.queue("contended");
-    let sent: Vec<_> = (0..100).map(|i| OutgoingMessage::new(format!("{i}"))).collect();
+    let sent: Vec<_> = (0..100)
+        .map(|i| OutgoingMessage::new(format!("{i}")))
+        .collect();
     q.send_batch(&sent).await.unwrap();
 
     let mut tasks = Vec::new();
@@ -326,7 +363,12 @@ async fn an_empty_batch_and_a_zero_receive_are_no_ops() {
     let q = memory_queue();
     q.send_batch(&[]).await.unwrap();
     q.send_batch(&[OutgoingMessage::new("x")]).await.unwrap();
-    assert!(q.receive(0, Duration::from_secs(60)).await.unwrap().is_empty());
+    assert!(
+        q.receive(0, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(q.counts().await.unwrap().visible, 1);
 }
 
@@ -342,7 +384,9 @@ async fn the_signal_wakes_an_idle_consumer_on_send() {
     assert!(started.elapsed() >= Duration::from_millis(190));
 
     // A send that happened before the wait is not missed.
-    q.send_batch(&[OutgoingMessage::new("early")]).await.unwrap();
+    q.send_batch(&[OutgoingMessage::new("early")])
+        .await
+        .unwrap();
     let started = Instant::now();
     signal.wait(Duration::from_secs(30)).await;
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -449,7 +493,13 @@ async fn file_secrets_refuse_a_file_that_is_not_one_json_object() {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, SecretError::Malformed { name: SecretName::Whatsapp, .. }),
+            matches!(
+                err,
+                SecretError::Malformed {
+                    name: SecretName::Whatsapp,
+                    ..
+                }
+            ),
             "{content:?} gave {err:?}"
         );
         assert!(!err.to_string().contains(SECRET), "{err}");
@@ -481,8 +531,7 @@ async fn file_secrets_are_cached_until_a_refresh() {
         let source = &source;
         async move {
             let doc = source.get(SecretName::Smtp, refresh).await.unwrap();
-            serde_json::from_str::<serde_json::Value>(doc.expose_secret()).unwrap()
-                ["smtp_password"]
+            serde_json::from_str::<serde_json::Value>(doc.expose_secret()).unwrap()["smtp_password"]
                 .as_str()
                 .unwrap()
                 .to_owned()
@@ -504,7 +553,11 @@ async fn file_secrets_debug_shows_no_value() {
     from_file.get(SecretName::Whatsapp, false).await.unwrap();
     let inline = FileSecretSource::from_json(secrets_document());
     inline.get(SecretName::Whatsapp, false).await.unwrap();
-    for shown in [format!("{from_file:?}"), format!("{inline:?}"), format!("{inline:#?}")] {
+    for shown in [
+        format!("{from_file:?}"),
+        format!("{inline:?}"),
+        format!("{inline:#?}"),
+    ] {
         assert!(!shown.contains(SECRET), "{shown}");
         assert!(!shown.contains("app-1"), "{shown}");
         assert!(shown.contains("redacted"), "{shown}");

@@ -130,7 +130,10 @@ pub async fn queue_batch_of_25_arrives_complete(q: &dyn Queue) {
         .iter()
         .map(|m| (m.body.clone(), m.attributes.clone()))
         .collect();
-    assert_eq!(received, expected, "bodies or attributes changed in transit");
+    assert_eq!(
+        received, expected,
+        "bodies or attributes changed in transit"
+    );
 
     let ids: BTreeSet<&str> = got.iter().map(|m| m.message_id.as_str()).collect();
     assert_eq!(ids.len(), got.len(), "message ids are not unique");
@@ -139,7 +142,10 @@ pub async fn queue_batch_of_25_arrives_complete(q: &dyn Queue) {
     assert!(got.iter().all(|m| m.receive_count == 1));
 
     assert!(
-        q.receive(MAX_BATCH, LONG_VISIBILITY).await.unwrap().is_empty(),
+        q.receive(MAX_BATCH, LONG_VISIBILITY)
+            .await
+            .unwrap()
+            .is_empty(),
         "a message was delivered twice within its visibility timeout"
     );
     for m in &got {
@@ -208,7 +214,10 @@ pub async fn queue_ack_deletes(q: &dyn Queue) {
     q.ack(&m.receipt_handle).await.unwrap();
     tokio::time::sleep(SHORT_VISIBILITY + Duration::from_millis(500)).await;
     let after = q.receive(MAX_BATCH, LONG_VISIBILITY).await.unwrap();
-    assert!(after.is_empty(), "an acknowledged message came back: {after:?}");
+    assert!(
+        after.is_empty(),
+        "an acknowledged message came back: {after:?}"
+    );
 }
 
 /// Acknowledging the same receipt twice is not an error.
@@ -217,7 +226,12 @@ pub async fn queue_ack_twice_is_fine(q: &dyn Queue) {
     q.ack(&m.receipt_handle).await.unwrap();
     q.ack(&m.receipt_handle).await.unwrap();
     tokio::time::sleep(SHORT_VISIBILITY + Duration::from_millis(500)).await;
-    assert!(q.receive(MAX_BATCH, LONG_VISIBILITY).await.unwrap().is_empty());
+    assert!(
+        q.receive(MAX_BATCH, LONG_VISIBILITY)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Receives a message, lets its visibility timeout pass and receives it again: the first
@@ -240,7 +254,12 @@ pub async fn queue_stale_ack_after_redelivery_is_not_an_error(q: &dyn Queue) {
     q.ack(&first.receipt_handle).await.unwrap();
     q.ack(&second.receipt_handle).await.unwrap();
     tokio::time::sleep(SHORT_VISIBILITY + Duration::from_millis(500)).await;
-    assert!(q.receive(MAX_BATCH, LONG_VISIBILITY).await.unwrap().is_empty());
+    assert!(
+        q.receive(MAX_BATCH, LONG_VISIBILITY)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Stricter than SQS (see the module notes): a stale receipt deletes nothing, so the message
@@ -262,7 +281,12 @@ pub async fn queue_stale_receipt_does_not_delete_redelivered_message(q: &dyn Que
     q.ack(&second.receipt_handle).await.unwrap();
     q.ack(&third.receipt_handle).await.unwrap();
     tokio::time::sleep(SHORT_VISIBILITY + Duration::from_millis(500)).await;
-    assert!(q.receive(MAX_BATCH, LONG_VISIBILITY).await.unwrap().is_empty());
+    assert!(
+        q.receive(MAX_BATCH, LONG_VISIBILITY)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// A message sent with a delay is not visible before the delay passed, and is after; a message
@@ -436,8 +460,14 @@ pub async fn store_create_is_conditional(store: &dyn DeliveryStore) {
 
     let mut second = rich_record();
     second.id = first.id.clone();
-    assert_eq!(store.create(&second).await.unwrap(), CreateOutcome::AlreadyExists);
-    assert_eq!(store.create(&first).await.unwrap(), CreateOutcome::AlreadyExists);
+    assert_eq!(
+        store.create(&second).await.unwrap(),
+        CreateOutcome::AlreadyExists
+    );
+    assert_eq!(
+        store.create(&first).await.unwrap(),
+        CreateOutcome::AlreadyExists
+    );
     assert_eq!(store.get(&first.id).await.unwrap(), Some(first));
 }
 
@@ -448,19 +478,39 @@ pub async fn store_replace_checks_the_version(store: &dyn DeliveryStore) {
     assert_eq!(store.create(&v1).await.unwrap(), CreateOutcome::Created);
 
     let v2 = next_version(&v1, "sent");
-    assert_eq!(store.replace(&v2, 7).await.unwrap(), ReplaceOutcome::Conflict);
-    assert_eq!(store.get(&v1.id).await.unwrap(), Some(v1.clone()), "a conflict wrote");
+    assert_eq!(
+        store.replace(&v2, 7).await.unwrap(),
+        ReplaceOutcome::Conflict
+    );
+    assert_eq!(
+        store.get(&v1.id).await.unwrap(),
+        Some(v1.clone()),
+        "a conflict wrote"
+    );
 
-    assert_eq!(store.replace(&v2, 1).await.unwrap(), ReplaceOutcome::Replaced);
+    assert_eq!(
+        store.replace(&v2, 1).await.unwrap(),
+        ReplaceOutcome::Replaced
+    );
     assert_eq!(store.get(&v1.id).await.unwrap(), Some(v2.clone()));
 
     // A writer still holding version 1 loses.
     let stale = next_version(&v1, "stale");
-    assert_eq!(store.replace(&stale, 1).await.unwrap(), ReplaceOutcome::Conflict);
-    assert_eq!(store.get(&v1.id).await.unwrap(), Some(v2.clone()), "a conflict wrote");
+    assert_eq!(
+        store.replace(&stale, 1).await.unwrap(),
+        ReplaceOutcome::Conflict
+    );
+    assert_eq!(
+        store.get(&v1.id).await.unwrap(),
+        Some(v2.clone()),
+        "a conflict wrote"
+    );
 
     let v3 = next_version(&v2, "again");
-    assert_eq!(store.replace(&v3, 2).await.unwrap(), ReplaceOutcome::Replaced);
+    assert_eq!(
+        store.replace(&v3, 2).await.unwrap(),
+        ReplaceOutcome::Replaced
+    );
     assert_eq!(store.get(&v1.id).await.unwrap(), Some(v3));
 
     let ghost = queued_record();
@@ -468,14 +518,21 @@ pub async fn store_replace_checks_the_version(store: &dyn DeliveryStore) {
         store.replace(&next_version(&ghost, "x"), 1).await.unwrap(),
         ReplaceOutcome::Conflict
     );
-    assert_eq!(store.get(&ghost.id).await.unwrap(), None, "replace created a record");
+    assert_eq!(
+        store.get(&ghost.id).await.unwrap(),
+        None,
+        "replace created a record"
+    );
 }
 
 /// Two writers replacing from the same version at the same time: exactly one wins, and the
 /// stored record is the winner's. Five rounds, each from the version the last one left.
 pub async fn store_concurrent_replaces_have_one_winner(store: &dyn DeliveryStore) {
     let mut current = queued_record();
-    assert_eq!(store.create(&current).await.unwrap(), CreateOutcome::Created);
+    assert_eq!(
+        store.create(&current).await.unwrap(),
+        CreateOutcome::Created
+    );
     for round in 0..5 {
         let a = next_version(&current, &format!("a{round}"));
         let b = next_version(&current, &format!("b{round}"));
@@ -509,7 +566,10 @@ pub async fn store_find_by_wamid_after_the_provider_id_is_set(store: &dyn Delive
     let mut v2 = next_version(&v1, "accepted");
     v2.status = DeliveryStatus::Sent;
     v2.provider_message_id = Some(wamid.as_str().to_owned());
-    assert_eq!(store.replace(&v2, 1).await.unwrap(), ReplaceOutcome::Replaced);
+    assert_eq!(
+        store.replace(&v2, 1).await.unwrap(),
+        ReplaceOutcome::Replaced
+    );
 
     let deadline = Instant::now() + INDEX_PATIENCE;
     let found = loop {
@@ -551,23 +611,41 @@ const DAY: Duration = Duration::from_secs(86_400);
 pub async fn store_inbound_put_is_insert_once(store: &dyn DeliveryStore) {
     let key = format!("wamid.{}", uuid::Uuid::now_v7().simple());
     let first = inbound(InboundKind::Message, &key, "", DAY);
-    assert_eq!(store.put_inbound(&first).await.unwrap(), InsertOutcome::Inserted);
+    assert_eq!(
+        store.put_inbound(&first).await.unwrap(),
+        InsertOutcome::Inserted
+    );
 
     let mut again = inbound(InboundKind::Message, &key, "", DAY);
     again.payload = json!({ "different": true });
-    assert_eq!(store.put_inbound(&again).await.unwrap(), InsertOutcome::Duplicate);
-    assert_eq!(store.put_inbound(&first).await.unwrap(), InsertOutcome::Duplicate);
+    assert_eq!(
+        store.put_inbound(&again).await.unwrap(),
+        InsertOutcome::Duplicate
+    );
+    assert_eq!(
+        store.put_inbound(&first).await.unwrap(),
+        InsertOutcome::Duplicate
+    );
 
     // Same key, another kind: a different record.
     let other_kind = inbound(InboundKind::AccountEvent, &key, "", DAY);
-    assert_eq!(store.put_inbound(&other_kind).await.unwrap(), InsertOutcome::Inserted);
+    assert_eq!(
+        store.put_inbound(&other_kind).await.unwrap(),
+        InsertOutcome::Inserted
+    );
 
     assert_eq!(
-        store.list_inbound(InboundKind::Message, &key).await.unwrap(),
+        store
+            .list_inbound(InboundKind::Message, &key)
+            .await
+            .unwrap(),
         vec![first]
     );
     assert_eq!(
-        store.list_inbound(InboundKind::AccountEvent, &key).await.unwrap(),
+        store
+            .list_inbound(InboundKind::AccountEvent, &key)
+            .await
+            .unwrap(),
         vec![other_kind]
     );
 }
@@ -621,7 +699,10 @@ pub async fn store_expired_inbound_record_counts_as_absent(store: &dyn DeliveryS
     );
 
     let fresh = inbound(InboundKind::OrphanStatus, &key, "delivered", DAY);
-    assert_eq!(store.put_inbound(&fresh).await.unwrap(), InsertOutcome::Inserted);
+    assert_eq!(
+        store.put_inbound(&fresh).await.unwrap(),
+        InsertOutcome::Inserted
+    );
     assert_eq!(
         store
             .list_inbound(InboundKind::OrphanStatus, &key)

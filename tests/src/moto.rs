@@ -19,8 +19,8 @@
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use carteiro_shared::adapters::aws::schema;
 use std::fs::File;
@@ -114,15 +114,16 @@ fn free_port() -> Result<u16, String> {
 fn start() -> Result<Moto, String> {
     let exe = moto_executable()?;
     // The port is free when we look and taken by moto a moment later; another process may
-    // win the race, so try a few ports.
-    let mut failures = Vec::new();
-    for _ in 0..3 {
+    // win the race in between, so a port already in use is retried on another port.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
         match start_on(&exe, free_port()?) {
             Ok(m) => return Ok(m),
-            Err(e) => failures.push(e),
+            Err(e) if attempts < 3 && e.contains("Address already in use") => continue,
+            Err(e) => return Err(e),
         }
     }
-    Err(failures.join("\n\n"))
 }
 
 fn start_on(exe: &PathBuf, port: u16) -> Result<Moto, String> {

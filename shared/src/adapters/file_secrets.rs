@@ -2,7 +2,8 @@
 //! top-level members are the documents that live in Secrets Manager on AWS, one secret each:
 //! `whatsapp`, `smtp`, `api_keys`, `callbacks` ([`SecretName::file_key`]).
 //!
-//! The file is read on first use and cached; `refresh = true` re-reads it, so a credential
+//! The file is read at [`FileSecretSource::open`] (or on first use, with
+//! [`FileSecretSource::new`]) and cached; `refresh = true` re-reads it, so a credential
 //! rotated in the file is picked up after a provider rejects the old one, without a restart.
 //! Neither `Debug` nor any error shows a value from the file.
 
@@ -46,6 +47,21 @@ impl FileSecretSource {
         }
     }
 
+    /// Secrets from the file at `path`, read now, so that an unreadable or malformed file
+    /// stops the runtime at startup rather than failing its first request (as
+    /// [`SecretError::Unavailable`], naming the file, never quoting it). `refresh` re-reads it.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self, SecretError> {
+        let path = path.into();
+        let members = read_file(&path).map_err(|e| match e {
+            FileError::Unreadable(m) => SecretError::Unavailable(m),
+            FileError::Malformed(m) => SecretError::Unavailable(format!("{}: {m}", path.display())),
+        })?;
+        Ok(Self {
+            origin: Origin::File(path),
+            cache: Mutex::new(Some(Arc::new(members))),
+        })
+    }
+
     /// Secrets from a JSON value shaped like the file, for tests.
     pub fn from_json(document: Value) -> Self {
         Self {
@@ -63,33 +79,46 @@ impl FileSecretSource {
     }
 
     async fn load(&self, name: SecretName) -> Result<Arc<Map<String, Value>>, SecretError> {
-        let document = match &self.origin {
-            Origin::Inline(v) => v.clone(),
+        let read = match &self.origin {
+            Origin::Inline(Value::Object(members)) => Ok(members.clone()),
+            Origin::Inline(_) => Err(FileError::Malformed(NOT_AN_OBJECT.to_owned())),
             Origin::File(path) => {
                 let path = path.clone();
-                let bytes = tokio::task::spawn_blocking(move || {
-                    std::fs::read(&path).map_err(|e| {
-                        SecretError::Unavailable(format!(
-                            "cannot read the secrets file {}: {e}",
-                            path.display()
-                        ))
-                    })
-                })
-                .await
-                .map_err(|e| SecretError::Unavailable(format!("reading secrets: {e}")))??;
-                serde_json::from_slice(&bytes).map_err(|e| SecretError::Malformed {
-                    name,
-                    reason: format!("the secrets file is not valid JSON ({})", json_error(&e)),
-                })?
+                tokio::task::spawn_blocking(move || read_file(&path))
+                    .await
+                    .map_err(|e| SecretError::Unavailable(format!("reading secrets: {e}")))?
             }
         };
-        match document {
-            Value::Object(members) => Ok(Arc::new(members)),
-            _ => Err(SecretError::Malformed {
-                name,
-                reason: "the secrets file must hold one JSON object".to_owned(),
-            }),
+        match read {
+            Ok(members) => Ok(Arc::new(members)),
+            Err(FileError::Unreadable(m)) => Err(SecretError::Unavailable(m)),
+            Err(FileError::Malformed(reason)) => Err(SecretError::Malformed { name, reason }),
         }
+    }
+}
+
+const NOT_AN_OBJECT: &str = "the secrets file must hold one JSON object";
+
+enum FileError {
+    Unreadable(String),
+    Malformed(String),
+}
+
+/// Reads and parses the secrets file. Errors name the file, never quote its content.
+fn read_file(path: &Path) -> Result<Map<String, Value>, FileError> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        FileError::Unreadable(format!(
+            "cannot read the secrets file {}: {e}",
+            path.display()
+        ))
+    })?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(members)) => Ok(members),
+        Ok(_) => Err(FileError::Malformed(NOT_AN_OBJECT.to_owned())),
+        Err(e) => Err(FileError::Malformed(format!(
+            "the secrets file is not valid JSON ({})",
+            json_error(&e)
+        ))),
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod delivery;
 pub mod events;
 pub mod ids;
+pub mod message;
 pub mod time;
 pub mod webhook;
 

@@ -178,10 +178,19 @@ fn number(n: i64) -> AttributeValue {
 /// The item for a delivery record, with its keys and index attributes.
 fn record_item(record: &DeliveryRecord) -> Result<Item, StoreError> {
     let mut item: Item = to_item(record).map_err(|e| {
-        StoreError::Corrupt(format!("delivery record {} could not be encoded: {e}", record.id))
+        StoreError::Corrupt(format!(
+            "delivery record {} could not be encoded: {e}",
+            record.id
+        ))
     })?;
-    item.insert(schema::PK.to_owned(), AttributeValue::S(message_pk(&record.id)));
-    item.insert(schema::SK.to_owned(), AttributeValue::S(schema::RECORD_SK.to_owned()));
+    item.insert(
+        schema::PK.to_owned(),
+        AttributeValue::S(message_pk(&record.id)),
+    );
+    item.insert(
+        schema::SK.to_owned(),
+        AttributeValue::S(schema::RECORD_SK.to_owned()),
+    );
     // An index key may not be an empty string; an empty provider id means none.
     if record.provider_message_id.as_deref() == Some("") {
         item.remove(schema::PROVIDER_MESSAGE_ID);
@@ -210,15 +219,22 @@ fn record_from_item(item: Item) -> Result<DeliveryRecord, StoreError> {
 /// in `expires_at_ms`.
 fn inbound_item(record: &InboundRecord) -> Result<Item, StoreError> {
     let pk = inbound_pk(record.kind, &record.key);
-    let mut item: Item = to_item(record)
-        .map_err(|e| StoreError::Corrupt(format!("inbound record {pk} could not be encoded: {e}")))?;
+    let mut item: Item = to_item(record).map_err(|e| {
+        StoreError::Corrupt(format!("inbound record {pk} could not be encoded: {e}"))
+    })?;
     item.insert(schema::PK.to_owned(), AttributeValue::S(pk));
     item.insert(
         schema::SK.to_owned(),
         AttributeValue::S(inbound_sk(&record.sub_key).to_owned()),
     );
-    item.insert(schema::TTL_ATTRIBUTE.to_owned(), number(ceil_secs(record.expires_at)));
-    item.insert(EXPIRES_AT_MS.to_owned(), number(record.expires_at.as_millis()));
+    item.insert(
+        schema::TTL_ATTRIBUTE.to_owned(),
+        number(ceil_secs(record.expires_at)),
+    );
+    item.insert(
+        EXPIRES_AT_MS.to_owned(),
+        number(record.expires_at.as_millis()),
+    );
     Ok(item)
 }
 
@@ -250,7 +266,12 @@ impl DeliveryStore for DynamoStore {
     async fn create(&self, record: &DeliveryRecord) -> Result<CreateOutcome, StoreError> {
         let item = record_item(record)?;
         let created = self
-            .put_conditional(item, "attribute_not_exists(#pk)", &[("#pk", schema::PK)], Vec::new())
+            .put_conditional(
+                item,
+                "attribute_not_exists(#pk)",
+                &[("#pk", schema::PK)],
+                Vec::new(),
+            )
             .await?;
         Ok(if created {
             CreateOutcome::Created
@@ -382,9 +403,18 @@ mod tests {
         let item = record_item(&r).unwrap();
         assert_eq!(item[schema::PK], AttributeValue::S(format!("msg#{}", r.id)));
         assert_eq!(item[schema::SK], AttributeValue::S("record".into()));
-        assert_eq!(item[schema::PROVIDER_MESSAGE_ID], AttributeValue::S("wamid.X".into()));
-        assert_eq!(item[schema::DUE_BUCKET], AttributeValue::S("pending".into()));
-        assert_eq!(item[schema::NEXT_ATTEMPT_AT], AttributeValue::N("42".into()));
+        assert_eq!(
+            item[schema::PROVIDER_MESSAGE_ID],
+            AttributeValue::S("wamid.X".into())
+        );
+        assert_eq!(
+            item[schema::DUE_BUCKET],
+            AttributeValue::S("pending".into())
+        );
+        assert_eq!(
+            item[schema::NEXT_ATTEMPT_AT],
+            AttributeValue::N("42".into())
+        );
         assert_eq!(record_from_item(item).unwrap(), r);
     }
 
@@ -408,9 +438,15 @@ mod tests {
             payload: serde_json::json!({"status": "sent"}),
         };
         let item = inbound_item(&rec).unwrap();
-        assert_eq!(item[schema::PK], AttributeValue::S("orphan_status#wamid.Y".into()));
+        assert_eq!(
+            item[schema::PK],
+            AttributeValue::S("orphan_status#wamid.Y".into())
+        );
         assert_eq!(item[schema::SK], AttributeValue::S("-".into()));
-        assert_eq!(item[schema::TTL_ATTRIBUTE], AttributeValue::N("1767225601".into()));
+        assert_eq!(
+            item[schema::TTL_ATTRIBUTE],
+            AttributeValue::N("1767225601".into())
+        );
         assert_eq!(inbound_from_item(item).unwrap(), rec);
     }
 

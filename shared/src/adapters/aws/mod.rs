@@ -75,7 +75,10 @@ where
                 "request could not be sent"
             };
             match failure.as_connector_error().and_then(|c| c.source()) {
-                Some(source) => format!("{operation}: {kind}: {}", truncate(&source.to_string(), 300)),
+                Some(source) => format!(
+                    "{operation}: {kind}: {}",
+                    truncate(&source.to_string(), 300)
+                ),
                 None => format!("{operation}: {kind}"),
             }
         }

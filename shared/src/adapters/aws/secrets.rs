@@ -68,9 +68,23 @@ impl std::fmt::Debug for SecretsManagerSource {
 }
 
 impl SecretsManagerSource {
-    /// Builds the source from a Secrets Manager client configuration, caching each value for
-    /// `ttl` (REFERENCE §4.4: 5–15 minutes).
+    /// Builds the source from the shared SDK configuration (loaded once at INIT), caching
+    /// each value for `ttl` (REFERENCE §4.4: 5–15 minutes).
     pub async fn new(
+        config: &aws_config::SdkConfig,
+        ids: SecretIds,
+        ttl: Duration,
+    ) -> Result<Self, SecretError> {
+        Self::from_builder(
+            aws_sdk_secretsmanager::config::Builder::from(config),
+            ids,
+            ttl,
+        )
+        .await
+    }
+
+    /// Like [`Self::new`], from a Secrets Manager client configuration builder.
+    pub async fn from_builder(
         config: aws_sdk_secretsmanager::config::Builder,
         ids: SecretIds,
         ttl: Duration,
@@ -79,15 +93,6 @@ impl SecretsManagerSource {
             .await
             .map_err(|e| SecretError::Unavailable(format!("secrets cache: {e}")))?;
         Ok(Self { cache, ids, ttl })
-    }
-
-    /// Like [`Self::new`], from the shared SDK configuration.
-    pub async fn from_sdk_config(
-        config: &aws_config::SdkConfig,
-        ids: SecretIds,
-        ttl: Duration,
-    ) -> Result<Self, SecretError> {
-        Self::new(aws_sdk_secretsmanager::config::Builder::from(config), ids, ttl).await
     }
 
     pub fn ids(&self) -> &SecretIds {

@@ -14,7 +14,9 @@
 //! the receiver sees it as absent.
 
 use super::describe_sdk_error;
-use crate::ports::queue::{MAX_BATCH, MAX_DELAY, OutgoingMessage, Queue, QueueError, ReceivedMessage};
+use crate::ports::queue::{
+    MAX_BATCH, MAX_DELAY, OutgoingMessage, Queue, QueueError, ReceivedMessage,
+};
 use async_trait::async_trait;
 use aws_sdk_sqs::error::ProvideErrorMetadata;
 use aws_sdk_sqs::types::{
@@ -91,7 +93,10 @@ impl SqsQueue {
 }
 
 /// Builds the batch entry for `message`, with entry id `index`.
-fn entry(index: usize, message: &OutgoingMessage) -> Result<SendMessageBatchRequestEntry, QueueError> {
+fn entry(
+    index: usize,
+    message: &OutgoingMessage,
+) -> Result<SendMessageBatchRequestEntry, QueueError> {
     let delay = message.delay.min(MAX_DELAY).as_secs();
     let mut builder = SendMessageBatchRequestEntry::builder()
         .id(index.to_string())
@@ -248,7 +253,10 @@ impl Queue for SqsQueue {
                 if stale {
                     Ok(())
                 } else {
-                    Err(QueueError::Unavailable(describe_sdk_error("DeleteMessage", &e)))
+                    Err(QueueError::Unavailable(describe_sdk_error(
+                        "DeleteMessage",
+                        &e,
+                    )))
                 }
             }
         }

@@ -32,7 +32,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// The file name the local runtime uses inside its data directory.
-pub const DEFAULT_FILE_NAME: &str = "carteiro.db";
+pub const DEFAULT_FILE_NAME: &str = "carteiro.sqlite3";
 
 /// How long a statement waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -189,11 +189,9 @@ impl EmbeddedDb {
     /// Deletes inbound records whose `expires_at` has passed (reads skip them anyway; this
     /// reclaims the space). Returns how many went.
     pub async fn purge_expired_inbound(&self) -> Result<usize, StoreError> {
-        self.run(|conn, now| {
-            Ok(conn.execute("DELETE FROM inbound WHERE expires_at <= ?1", [now])?)
-        })
-        .await
-        .map_err(StoreError::from)
+        self.run(|conn, now| Ok(conn.execute("DELETE FROM inbound WHERE expires_at <= ?1", [now])?))
+            .await
+            .map_err(StoreError::from)
     }
 
     /// Runs `f` with the connection and the current time (ms) on the blocking pool.
@@ -276,5 +274,72 @@ impl From<DbError> for StoreError {
             DbError::Corrupt(m) => Self::Corrupt(m),
             other => Self::Unavailable(other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn user_version(db: &EmbeddedDb) -> i64 {
+        let conn = db.shared.conn.lock().unwrap();
+        conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn open_migrates_once_and_reopening_keeps_the_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let db = EmbeddedDb::open(&path).unwrap();
+        assert_eq!(user_version(&db), i64::from(SCHEMA_VERSION));
+        let mode: String = db
+            .shared
+            .conn
+            .lock()
+            .unwrap()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        drop(db);
+        let db = EmbeddedDb::open(&path).unwrap();
+        assert_eq!(user_version(&db), i64::from(SCHEMA_VERSION));
+        assert_eq!(
+            user_version(&EmbeddedDb::in_memory().unwrap()),
+            i64::from(SCHEMA_VERSION)
+        );
+    }
+
+    #[test]
+    fn a_database_from_a_newer_build_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        drop(EmbeddedDb::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = EmbeddedDb::open(&path).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Unavailable(m) if m.contains("newer")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unopenable_path_is_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"x").unwrap();
+        // A path under a regular file can be neither created nor opened.
+        let err = EmbeddedDb::open(&file.join("db.sqlite")).unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    }
+
+    #[test]
+    fn json_errors_do_not_quote_the_data() {
+        let e = serde_json::from_str::<u32>("\"+5511999990001\"").unwrap_err();
+        assert!(e.to_string().contains("5511999990001"));
+        assert!(!json_error(&e).contains("5511999990001"));
     }
 }

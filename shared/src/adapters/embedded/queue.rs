@@ -46,10 +46,11 @@ impl EmbeddedQueue {
         &self.name
     }
 
-    /// A signal that fires when a message is sent to any queue of this database, for idle
-    /// consumers: receive, and when nothing came, `signal.wait(poll_interval)` before the next
-    /// receive. Subscribe before the first receive so no send is missed. Delayed messages and
-    /// expiring visibility timeouts do not fire it; the wait's time limit covers those.
+    /// A signal that fires when a message is sent to any queue through this [`EmbeddedDb`]
+    /// handle or its clones, for idle consumers: receive, and when nothing came,
+    /// `signal.wait(poll_interval)` before the next receive. Subscribe before the first receive
+    /// so no send is missed. Sends from another process (or another `open` of the file),
+    /// delays and expiring visibility timeouts do not fire it; the wait's limit covers those.
     pub fn subscribe(&self) -> QueueSignal {
         QueueSignal {
             rx: self.db.subscribe_sends(),
@@ -68,7 +69,13 @@ impl EmbeddedQueue {
                         COALESCE(SUM(visible_at > ?2 AND receive_count = 0), 0)
                      FROM queue_messages WHERE queue = ?1",
                     rusqlite::params![name, now],
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)),
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, i64>(2)?,
+                        ))
+                    },
                 )?;
                 let n = |v: i64| u64::try_from(v).unwrap_or(0);
                 Ok(QueueCounts {

@@ -243,23 +243,74 @@ impl DeliveryStore for EmbeddedStore {
             })
             .await?;
         rows.into_iter()
-            .map(|(stored_kind, key, sub_key, received_at, expires_at, payload)| {
-                let what = || format!("inbound record {stored_kind}/{key}/{sub_key}");
-                let kind = kind_from_str(&stored_kind)
-                    .ok_or_else(|| StoreError::Corrupt(format!("{}: unknown kind", what())))?;
-                let payload = serde_json::from_str(&payload)
-                    .map_err(|e| {
+            .map(
+                |(stored_kind, key, sub_key, received_at, expires_at, payload)| {
+                    let what = || format!("inbound record {stored_kind}/{key}/{sub_key}");
+                    let kind = kind_from_str(&stored_kind)
+                        .ok_or_else(|| StoreError::Corrupt(format!("{}: unknown kind", what())))?;
+                    let payload = serde_json::from_str(&payload).map_err(|e| {
                         StoreError::Corrupt(format!("{}: {}", what(), super::json_error(&e)))
                     })?;
-                Ok(InboundRecord {
-                    kind,
-                    key,
-                    sub_key,
-                    received_at: Timestamp::from_millis(received_at),
-                    expires_at: Timestamp::from_millis(expires_at),
-                    payload,
-                })
-            })
+                    Ok(InboundRecord {
+                        kind,
+                        key,
+                        sub_key,
+                        received_at: Timestamp::from_millis(received_at),
+                        expires_at: Timestamp::from_millis(expires_at),
+                        payload,
+                    })
+                },
+            )
             .collect()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::domain::delivery::Channel;
+
+    #[tokio::test]
+    async fn unreadable_rows_are_corrupt_and_do_not_quote_the_data() {
+        let db = EmbeddedDb::in_memory().unwrap();
+        let store = db.store();
+        let record = DeliveryRecord::new_queued(
+            MessageId::generate(),
+            Channel::Whatsapp,
+            "+5511999990001",
+            serde_json::Value::Null,
+            Timestamp::from_secs(1_000),
+        );
+        store.create(&record).await.unwrap();
+        let wamid = Wamid::parse("wamid.CORRUPT").unwrap();
+        let id = record.id.as_str().to_owned();
+        db.run(move |conn, _| {
+            conn.execute(
+                "UPDATE records SET provider_message_id = 'wamid.CORRUPT',
+                    body = '{\"id\": \"' || id || '\", \"recipient\": 5511999990001}'
+                 WHERE id = ?1",
+                [&id],
+            )?;
+            conn.execute(
+                "INSERT INTO inbound VALUES ('message', 'k', '', 0, 9999999999999, '{\"a\":')",
+                [],
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+
+        for err in [
+            store.get(&record.id).await.unwrap_err(),
+            store.find_by_wamid(&wamid).await.unwrap_err(),
+            store
+                .list_inbound(InboundKind::Message, "k")
+                .await
+                .unwrap_err(),
+        ] {
+            assert!(matches!(&err, StoreError::Corrupt(_)), "{err}");
+            assert!(!err.to_string().contains("5511999990001"), "{err}");
+        }
     }
 }

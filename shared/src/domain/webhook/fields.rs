@@ -150,9 +150,7 @@ fn opt_string_or_integer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Strin
 }
 
 /// An optional integer that may arrive as a numeric string.
-fn opt_integer_or_numeric_string<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<i64>, D::Error> {
+fn opt_integer_or_numeric_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n

@@ -13,7 +13,7 @@
 //!   `timestamp`, is refused (the router then parks it whole).
 
 use crate::domain::webhook::MetaError;
-use serde::de::{DeserializeOwned, Error as _};
+use serde::de::DeserializeOwned;
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
@@ -79,7 +79,10 @@ impl Message {
         let mut map = self.extra.clone();
         map.insert("from".to_owned(), Value::String(self.from.clone()));
         map.insert("id".to_owned(), Value::String(self.id.clone()));
-        map.insert("timestamp".to_owned(), Value::String(self.timestamp.clone()));
+        map.insert(
+            "timestamp".to_owned(),
+            Value::String(self.timestamp.clone()),
+        );
         map.insert("type".to_owned(), Value::String(self.kind().to_owned()));
         if let Some(context) = &self.context {
             map.insert("context".to_owned(), serde_json::to_value(context)?);
@@ -99,7 +102,9 @@ impl Message {
 
 impl Serialize for Message {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.to_map().map_err(S::Error::custom)?.serialize(serializer)
+        self.to_map()
+            .map_err(S::Error::custom)?
+            .serialize(serializer)
     }
 }
 
@@ -221,9 +226,11 @@ impl MessageContent {
     fn body(&self) -> Result<Option<Value>, serde_json::Error> {
         let value = match self {
             Self::Text(t) => serde_json::to_value(t)?,
-            Self::Image(m) | Self::Video(m) | Self::Document(m) | Self::Audio(m) | Self::Sticker(m) => {
-                serde_json::to_value(m)?
-            }
+            Self::Image(m)
+            | Self::Video(m)
+            | Self::Document(m)
+            | Self::Audio(m)
+            | Self::Sticker(m) => serde_json::to_value(m)?,
             Self::Location(l) => serde_json::to_value(l)?,
             Self::Contacts(c) => serde_json::to_value(c)?,
             Self::Interactive(i) => serde_json::to_value(i)?,
@@ -344,7 +351,10 @@ pub enum InteractiveReply {
     /// A completed WhatsApp Flow.
     NfmReply(NfmReply),
     /// A type this version does not model, or a known one whose body did not fit.
-    Other { kind: String, body: Option<Value> },
+    Other {
+        kind: String,
+        body: Option<Value>,
+    },
 }
 
 impl InteractiveReply {
@@ -366,9 +376,15 @@ impl Interactive {
         };
         let body = map.remove(&kind);
         let typed = body.as_ref().and_then(|b| match kind.as_str() {
-            "button_reply" => ReplyButton::deserialize(b).ok().map(InteractiveReply::ButtonReply),
-            "list_reply" => ListReply::deserialize(b).ok().map(InteractiveReply::ListReply),
-            "nfm_reply" => NfmReply::deserialize(b).ok().map(InteractiveReply::NfmReply),
+            "button_reply" => ReplyButton::deserialize(b)
+                .ok()
+                .map(InteractiveReply::ButtonReply),
+            "list_reply" => ListReply::deserialize(b)
+                .ok()
+                .map(InteractiveReply::ListReply),
+            "nfm_reply" => NfmReply::deserialize(b)
+                .ok()
+                .map(InteractiveReply::NfmReply),
             _ => None,
         });
         let reply = typed.unwrap_or(InteractiveReply::Other { kind, body });
@@ -394,7 +410,9 @@ impl Interactive {
 
 impl Serialize for Interactive {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.to_map().map_err(S::Error::custom)?.serialize(serializer)
+        self.to_map()
+            .map_err(S::Error::custom)?
+            .serialize(serializer)
     }
 }
 

@@ -24,9 +24,9 @@ pub mod status;
 
 pub use fields::{FieldChange, UserPreference};
 pub use message::{
-    Button, Contact, Context, ContactName, ContactPhone, Interactive, InteractiveReply,
-    ListReply, Location, Media, Message, MessageContent, NfmReply, Order, ProductItem, Profile,
-    Reaction, Referral, ReplyButton, SharedContact, System, Text, Unsupported,
+    Button, Contact, ContactName, ContactPhone, Context, Interactive, InteractiveReply, ListReply,
+    Location, Media, Message, MessageContent, NfmReply, Order, ProductItem, Profile, Reaction,
+    Referral, ReplyButton, SharedContact, System, Text, Unsupported,
 };
 pub use status::{MetaError, MetaErrorData, Status};
 
@@ -247,7 +247,8 @@ fn route_messages(waba_id: &str, time: Option<i64>, value: Value, events: &mut V
         park(events, value);
         return;
     };
-    let items: Vec<(&str, Option<Value>)> = ITEM_KEYS.iter().map(|k| (*k, map.remove(*k))).collect();
+    let items: Vec<(&str, Option<Value>)> =
+        ITEM_KEYS.iter().map(|k| (*k, map.remove(*k))).collect();
     // What is left is the change's context (`messaging_product`, `metadata`, `contacts`...):
     // it travels with every parked item so a parked value still reads like Meta's.
     let base = map;
