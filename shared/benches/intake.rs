@@ -18,6 +18,7 @@ use sha2::Sha256;
 use std::hint::black_box;
 
 const SECRET: &str = "bench-app-secret";
+const STATUSES: [&str; 3] = ["sent", "delivered", "read"];
 
 fn text_message(body_len: usize) -> Vec<u8> {
     let text: String = "Olá, tudo bem? ".chars().cycle().take(body_len).collect();
@@ -38,7 +39,7 @@ fn status_batch(n: usize) -> Vec<u8> {
     let statuses: Vec<_> = (0..n)
         .map(|i| json!({
             "id": format!("wamid.HBgLMTY0NjcwNDM1OTUVAgARGBI1RjQyNUE3NEYxMzAzMzQ5{i:04}A"),
-            "status": ["sent", "delivered", "read"][i % 3],
+            "status": STATUSES[i % 3],
             "timestamp": "1674568442",
             "recipient_id": "16315551234",
             "biz_opaque_callback_data": "msg_0190f0c2a0f47c1e9c7e6d4a8b2f1e3d",

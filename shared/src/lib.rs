@@ -18,4 +18,5 @@ pub mod inbound;
 pub mod intake;
 pub mod observability;
 pub mod ports;
+pub mod providers;
 pub mod secrets;

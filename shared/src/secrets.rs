@@ -53,6 +53,42 @@ impl WhatsAppSecret {
     }
 }
 
+/// The `smtp` document.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SmtpSecret {
+    pub smtp_host: String,
+    #[serde(default = "default_smtp_port")]
+    pub smtp_port: u16,
+    #[serde(default)]
+    pub smtp_user: Option<String>,
+    #[serde(default)]
+    pub smtp_password: Option<SecretString>,
+    /// The default `From` when a message names none.
+    pub from_email: String,
+    /// Implicit TLS (port 465). Otherwise STARTTLS is required, except towards loopback hosts.
+    #[serde(default)]
+    pub use_ssl: bool,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+
+/// One API key of the `api_keys` document.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApiKey {
+    /// Names the key's owner; records created with the key belong to it.
+    pub id: String,
+    pub key: SecretString,
+}
+
+/// The `api_keys` document.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApiKeys {
+    #[serde(default)]
+    pub keys: Vec<ApiKey>,
+}
+
 /// Reads and parses secret documents from a [`SecretSource`].
 #[derive(Debug, Clone)]
 pub struct Secrets {
@@ -66,6 +102,14 @@ impl Secrets {
 
     pub async fn whatsapp(&self, refresh: bool) -> Result<WhatsAppSecret, SecretError> {
         self.document(SecretName::Whatsapp, refresh).await
+    }
+
+    pub async fn smtp(&self, refresh: bool) -> Result<SmtpSecret, SecretError> {
+        self.document(SecretName::Smtp, refresh).await
+    }
+
+    pub async fn api_keys(&self, refresh: bool) -> Result<ApiKeys, SecretError> {
+        self.document(SecretName::ApiKeys, refresh).await
     }
 
     async fn document<T: DeserializeOwned>(

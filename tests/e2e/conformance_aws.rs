@@ -149,6 +149,25 @@ async fn aws_sqs_batch_of_25_is_chunked_and_arrives_as_25() {
     assert_eq!(got.len(), 25, "no duplicates");
 }
 
+/// Five 250 KiB messages exceed SQS's 1 MiB per `SendMessageBatch` (moto refuses such a
+/// request with `BatchRequestTooLong`), so the adapter splits by size as well as by count.
+#[tokio::test]
+async fn aws_sqs_large_messages_are_split_by_batch_size() {
+    let q = sqs_queue().await;
+    let msgs: Vec<_> = (0..5)
+        .map(|i| OutgoingMessage::new(format!("{i}{}", "x".repeat(250 * 1024 - 1))))
+        .collect();
+    q.send_batch(&msgs).await.unwrap();
+    let got = receive_all(&q, 5, Duration::from_secs(10)).await;
+    let mut firsts: Vec<_> = got
+        .iter()
+        .map(|m| (m.body.len(), m.body[..1].to_owned()))
+        .collect();
+    firsts.sort();
+    let want: Vec<_> = (0..5).map(|i| (250 * 1024, i.to_string())).collect();
+    assert_eq!(firsts, want);
+}
+
 /// A 2 s delay hides the message for 2 s; a delay beyond SQS's 15-minute maximum is capped
 /// rather than refused.
 #[tokio::test]

@@ -4,7 +4,7 @@
 use carteiro_e2e::local::spawn_app;
 use carteiro_e2e::webhooks::{APP_SECRET, VERIFY_TOKEN, fixture, new_wamid, sent_record, sign, status_payload};
 use carteiro_shared::domain::DeliveryStatus;
-use carteiro_shared::ports::{DeliveryStore, InboundKind};
+use carteiro_shared::ports::InboundKind;
 use std::time::Duration;
 
 async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T

@@ -260,13 +260,13 @@ impl DeliveryRecord {
         // Keep the history in the order things happened, not the order we heard of them.
         self.events.sort_by_key(|e| e.at);
 
-        if let Some(implied) = update.status.implies() {
-            if implied.rank() > self.status.rank() {
-                self.status = implied;
-                self.next_attempt_at = None;
-                if implied == DeliveryStatus::Failed {
-                    self.last_error = update.error.clone();
-                }
+        if let Some(implied) = update.status.implies()
+            && implied.rank() > self.status.rank()
+        {
+            self.status = implied;
+            self.next_attempt_at = None;
+            if implied == DeliveryStatus::Failed {
+                self.last_error = update.error.clone();
             }
         }
         if self.provider_message_id.is_none() {

@@ -18,7 +18,8 @@ pub enum InboundEvent {
     Message {
         phone_number_id: Option<String>,
         contact: Option<Contact>,
-        message: Message,
+        /// Boxed: a message is several times larger than the other variants.
+        message: Box<Message>,
     },
     /// Errors reported for the whole change (`value.errors[]` with no messages or statuses).
     Errors {

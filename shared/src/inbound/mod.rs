@@ -73,23 +73,27 @@ pub enum ProcessError {
 /// Processes a batch concurrently and returns the message ids that failed, for the queue to
 /// redeliver (SQS partial batch failure). An empty id is reported as it is, never dropped.
 pub async fn process_batch(ctx: &InboundContext, events: &[QueuedEvent]) -> Vec<String> {
-    futures::stream::iter(events)
-        .map(|queued| async move {
-            match process(ctx, &queued.body).await {
-                Ok(outcome) => {
-                    tracing::debug!(message_id = %queued.message_id, ?outcome, "inbound event processed");
-                    None
-                }
-                Err(e) => {
-                    tracing::error!(message_id = %queued.message_id, error = %e, "inbound event failed");
-                    Some(queued.message_id.clone())
-                }
-            }
-        })
+    // Collected first: a stream over a borrowing closure is not `Send` for `tokio::spawn`.
+    let pending: Vec<_> = events.iter().map(|q| failed_id(ctx, q)).collect();
+    let results: Vec<Option<String>> = futures::stream::iter(pending)
         .buffer_unordered(CONCURRENCY)
-        .filter_map(|failed| async move { failed })
         .collect()
-        .await
+        .await;
+    results.into_iter().flatten().collect()
+}
+
+/// Processes one event; returns its message id if it failed.
+async fn failed_id(ctx: &InboundContext, queued: &QueuedEvent) -> Option<String> {
+    match process(ctx, &queued.body).await {
+        Ok(outcome) => {
+            tracing::debug!(message_id = %queued.message_id, ?outcome, "inbound event processed");
+            None
+        }
+        Err(e) => {
+            tracing::error!(message_id = %queued.message_id, error = %e, "inbound event failed");
+            Some(queued.message_id.clone())
+        }
+    }
 }
 
 /// Applies one queued event.
@@ -171,7 +175,7 @@ async fn apply_status(
             InsertOutcome::Duplicate => Outcome::Duplicate,
         });
     };
-    let change = apply_with_retry(ctx.store.as_ref(), record, &[update.clone()], now).await?;
+    let change = apply_with_retry(ctx.store.as_ref(), record, std::slice::from_ref(update), now).await?;
     Ok(match change {
         StatusChange::Applied => Outcome::StatusApplied,
         StatusChange::Duplicate => Outcome::Duplicate,
@@ -184,15 +188,15 @@ async fn find_record(
     store: &dyn DeliveryStore,
     update: &StatusUpdate,
 ) -> Result<Option<DeliveryRecord>, StoreError> {
-    if let Some(id) = update.callback_data.as_deref().and_then(|d| MessageId::parse(d).ok()) {
-        if let Some(record) = store.get(&id).await? {
-            let same_message = record
-                .provider_message_id
-                .as_deref()
-                .is_none_or(|known| known == update.wamid.as_str());
-            if same_message {
-                return Ok(Some(record));
-            }
+    if let Some(id) = update.callback_data.as_deref().and_then(|d| MessageId::parse(d).ok())
+        && let Some(record) = store.get(&id).await?
+    {
+        let same_message = record
+            .provider_message_id
+            .as_deref()
+            .is_none_or(|known| known == update.wamid.as_str());
+        if same_message {
+            return Ok(Some(record));
         }
     }
     store.find_by_wamid(&update.wamid).await

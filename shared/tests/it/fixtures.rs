@@ -256,7 +256,7 @@ fn only_message(
             phone_number_id,
             contact,
             message,
-        } => (phone_number_id, contact, message),
+        } => (phone_number_id, contact, *message),
         other => panic!("{name}: expected a message, got {other:?}"),
     }
 }

@@ -4,7 +4,9 @@
 mod fixtures;
 mod fuzz_corpus;
 mod signature;
+mod smtp_provider;
 mod webhook_tolerance;
+mod whatsapp_provider;
 
 use std::path::PathBuf;
 

@@ -1,7 +1,8 @@
 //! [`Queue`] over Amazon SQS (standard queues).
 //!
 //! - `send_batch` sends one `SendMessageBatch` per [`MAX_BATCH`] messages (entry ids `"0"`…`"9"`),
-//!   with `DelaySeconds` and string message attributes. Entries SQS reports as failed are sent
+//!   with `DelaySeconds` and string message attributes; a chunk is cut short where its
+//!   messages would exceed SQS's 1 MiB per-request total. Entries SQS reports as failed are sent
 //!   once more (unless SQS blames the request itself: `SenderFault` entries would fail again);
 //!   anything still failing makes the call return [`QueueError::Partial`]. The other chunks
 //!   are still sent, so a caller that retries the whole slice may enqueue duplicates —
@@ -28,6 +29,41 @@ use std::time::Duration;
 
 /// SQS's maximum visibility timeout: 12 hours.
 const MAX_VISIBILITY_SECS: u64 = 12 * 60 * 60;
+
+/// SQS's limit on the total size of the messages of one `SendMessageBatch`.
+const MAX_BATCH_BYTES: usize = 1024 * 1024;
+
+/// A message's size as SQS counts it: body plus each attribute's name, type and value.
+fn sqs_size(m: &OutgoingMessage) -> usize {
+    m.body.len()
+        + m.attributes
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| k.len() + "String".len() + v.len())
+            .sum::<usize>()
+}
+
+/// Splits `messages` into chunks of at most [`MAX_BATCH`] messages and, where possible,
+/// [`MAX_BATCH_BYTES`] (a message too large on its own gets a chunk of its own, for SQS to
+/// refuse).
+fn chunks(messages: &[OutgoingMessage]) -> Vec<Vec<&OutgoingMessage>> {
+    let mut out: Vec<Vec<&OutgoingMessage>> = Vec::new();
+    let mut current: Vec<&OutgoingMessage> = Vec::new();
+    let mut bytes = 0;
+    for m in messages {
+        let size = sqs_size(m);
+        if !current.is_empty() && (current.len() == MAX_BATCH || bytes + size > MAX_BATCH_BYTES) {
+            out.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        current.push(m);
+        bytes += size;
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
 
 /// A [`Queue`] backed by one SQS queue.
 #[derive(Debug, Clone)]
@@ -131,8 +167,7 @@ impl Queue for SqsQueue {
         let mut failed = 0usize;
         let mut first_reason: Option<String> = None;
 
-        for chunk in messages.chunks(MAX_BATCH) {
-            let chunk: Vec<&OutgoingMessage> = chunk.iter().collect();
+        for chunk in chunks(messages) {
             let first = self.send_chunk(&chunk).await?;
             if first.is_empty() {
                 continue;
@@ -267,6 +302,34 @@ impl Queue for SqsQueue {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    #[test]
+    fn chunks_hold_at_most_ten_messages_and_one_mebibyte() {
+        let small: Vec<_> = (0..25)
+            .map(|i| OutgoingMessage::new(format!("m{i}")))
+            .collect();
+        let sizes: Vec<_> = chunks(&small).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [10, 10, 5]);
+
+        let big = OutgoingMessage::new("x".repeat(300 * 1024)).with_attribute("k", "v");
+        let mixed = vec![
+            big.clone(),
+            big.clone(),
+            big.clone(),
+            big.clone(),
+            small[0].clone(),
+        ];
+        let sizes: Vec<_> = chunks(&mixed).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [3, 2]);
+
+        let huge = vec![
+            OutgoingMessage::new("x".repeat(2 * 1024 * 1024)),
+            small[0].clone(),
+        ];
+        let sizes: Vec<_> = chunks(&huge).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [1, 1]);
+        assert!(chunks(&[]).is_empty());
+    }
 
     #[test]
     fn entries_carry_delay_and_non_empty_attributes() {

@@ -45,9 +45,8 @@ impl Message {
     }
 
     fn from_map<E: serde::de::Error>(mut map: Map<String, Value>) -> Result<Self, E> {
-        let kind = match map.remove("type") {
-            Some(Value::String(s)) => s,
-            _ => return Err(E::missing_field("type")),
+        let Some(Value::String(kind)) = map.remove("type") else {
+            return Err(E::missing_field("type"));
         };
         let from = take_string(&mut map, "from")?;
         let id = take_string(&mut map, "id")?;
@@ -370,9 +369,8 @@ impl InteractiveReply {
 
 impl Interactive {
     fn from_map<E: serde::de::Error>(mut map: Map<String, Value>) -> Result<Self, E> {
-        let kind = match map.remove("type") {
-            Some(Value::String(s)) => s,
-            _ => return Err(E::missing_field("type")),
+        let Some(Value::String(kind)) = map.remove("type") else {
+            return Err(E::missing_field("type"));
         };
         let body = map.remove(&kind);
         let typed = body.as_ref().and_then(|b| match kind.as_str() {

@@ -304,7 +304,7 @@ fn route_messages(waba_id: &str, time: Option<i64>, value: Value, events: &mut V
                         Ok(message) => events.push(InboundEvent::Message {
                             phone_number_id: phone_number_id.clone(),
                             contact: contact_for(&contacts, &message.from),
-                            message,
+                            message: Box::new(message),
                         }),
                         Err(_) => park(events, with_item(key, Value::Array(vec![item]))),
                     }

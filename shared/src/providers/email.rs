@@ -1,0 +1,812 @@
+//! The SMTP provider: lettre's async transport with a connection pool.
+//!
+//! - **Transport security** is decided by the SMTP secret's `smtp_host`, never by the server:
+//!   `use_ssl` → implicit TLS (port 465 style, [`SmtpSecurity::ImplicitTls`]); otherwise STARTTLS
+//!   is **required** ([`SmtpSecurity::StartTls`]: a server that does not offer it, or a
+//!   certificate that does not verify, fails the send before any credential or content is
+//!   written). The one exception is a loopback host (`localhost`, `127.0.0.0/8`, `::1`), spoken
+//!   to in plain text ([`SmtpSecurity::Plain`], lettre's `Tls::None`): the traffic never leaves
+//!   the machine, and a local relay's STARTTLS usually has a self-signed certificate (Postfix's
+//!   snakeoil), which an opportunistic upgrade would then fail on.
+//! - **Certificates** are checked against the Mozilla roots compiled in (`webpki-roots`), plus
+//!   one extra root when [`MailerOptions::extra_root_certificate_pem`] is given (tests).
+//! - **Timeouts and pool** come from [`SmtpSettings`]: one timeout for the connection and for
+//!   each command (lettre's default is 60 s; ours 10 s), and a small pool per mailer.
+//! - **Message-ID**: generated here as `<uuid-v7@from-domain>` and returned as the provider id;
+//!   it is what the recipient's server and any bounce will quote.
+//! - **Replies** are classified by [`classify`]: 4xx / `4.x.x` retryable (421 and 454
+//!   throttled), 535 / `5.7.8` token, other 5xx / `5.x.x` permanent, and every failure without
+//!   a reply (connection, TLS, timeout) retryable.
+//!
+//! Secrets: the password only reaches lettre's `Credentials` (whose `Debug` is empty);
+//! [`SmtpMailer`]'s `Debug` shows the host, port and security, and errors quote only the
+//! server's replies and lettre's error kinds.
+
+use crate::config::{ConfigError, Env};
+use crate::domain::delivery::DeliveryError;
+use crate::domain::message::{EmailBody, EmailMessage};
+use crate::providers::templates::{EmailTemplates, TemplateError};
+use crate::providers::{FailureClass, SendFailure, SendOutcome};
+use async_trait::async_trait;
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::ExposeSecret;
+use std::error::Error as _;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::secrets::SmtpSecret;
+
+/// `DeliveryError::source` for failures reported by the SMTP server or connection.
+pub const ERROR_SOURCE: &str = "smtp";
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_POOL_SIZE: u32 = 4;
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// SMTP client settings, from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpSettings {
+    /// Connecting, and every SMTP command (`CARTEIRO_SMTP_TIMEOUT_MS`, default 10 000).
+    pub timeout: Duration,
+    /// Connections kept per mailer (`CARTEIRO_SMTP_POOL_SIZE`, default 4).
+    pub pool_max_size: u32,
+    /// An idle pooled connection is closed after this long (60 s).
+    pub pool_idle_timeout: Duration,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        Self {
+            timeout: DEFAULT_TIMEOUT,
+            pool_max_size: DEFAULT_POOL_SIZE,
+            pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
+        }
+    }
+}
+
+impl SmtpSettings {
+    pub fn from_env(env: Env<'_>) -> Result<Self, ConfigError> {
+        let timeout_ms = env.number_or("CARTEIRO_SMTP_TIMEOUT_MS", 10_000)?;
+        if timeout_ms == 0 {
+            return Err(ConfigError::Invalid {
+                var: "CARTEIRO_SMTP_TIMEOUT_MS",
+                reason: "must be at least 1".to_owned(),
+            });
+        }
+        let pool = env.number_or("CARTEIRO_SMTP_POOL_SIZE", u64::from(DEFAULT_POOL_SIZE))?;
+        let pool_max_size = u32::try_from(pool)
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| ConfigError::Invalid {
+                var: "CARTEIRO_SMTP_POOL_SIZE",
+                reason: format!("{pool} is not between 1 and 100"),
+            })?;
+        Ok(Self {
+            timeout: Duration::from_millis(timeout_ms),
+            pool_max_size,
+            pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
+        })
+    }
+}
+
+/// How the mailer protects the connection, decided by the configured host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// TLS from the first byte (`use_ssl`, usually port 465).
+    ImplicitTls,
+    /// Plain connection upgraded with STARTTLS; refusing servers that do not offer it.
+    StartTls,
+    /// No TLS: only ever chosen for loopback hosts.
+    Plain,
+}
+
+/// `localhost`, `127.0.0.0/8`, `::1` (also bracketed, and IPv4-mapped). Names other than
+/// `localhost` are never trusted to be local, whatever they resolve to.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    match host.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.is_loopback(),
+        Ok(IpAddr::V6(v6)) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
+/// Extras for building a mailer; all optional.
+#[derive(Debug, Clone, Default)]
+pub struct MailerOptions {
+    /// Templates for `EmailBody::Template`; the embedded set when absent.
+    pub templates: Option<Arc<EmailTemplates>>,
+    /// One more trusted root certificate (PEM), on top of the Mozilla roots. For tests and
+    /// private relays.
+    pub extra_root_certificate_pem: Option<Vec<u8>>,
+    /// Connect to this host or IP instead of `smtp_host`, like curl's `--connect-to`: the
+    /// security policy and certificate check still use `smtp_host`. For tests (a
+    /// non-loopback name served on 127.0.0.1) and private endpoints.
+    pub connect_to: Option<String>,
+}
+
+/// A mailer that cannot be built from its configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SmtpConfigError {
+    #[error("smtp_host is empty")]
+    EmptyHost,
+    #[error("from_email is not a valid mailbox: {0}")]
+    InvalidFrom(String),
+    #[error("smtp_user and smtp_password must be given together")]
+    HalfCredentials,
+    #[error("TLS configuration failed: {0}")]
+    Tls(String),
+    /// lettre's pool spawns its cleanup task on the current Tokio runtime (and needs one when
+    /// dropped): build and drop mailers inside the runtime.
+    #[error("an SMTP mailer must be built inside a Tokio runtime")]
+    NoRuntime,
+}
+
+/// A message that cannot be turned into MIME (refused before any connection).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EmailBuildError {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("{field}: not a valid mailbox: {reason}")]
+    Address { field: String, reason: String },
+    #[error("attachments[{index}].content_type: {reason}")]
+    ContentType { index: usize, reason: String },
+    #[error("the email has neither a text nor an HTML body")]
+    NoBody,
+    #[error("the message could not be built: {0}")]
+    Message(String),
+}
+
+impl EmailBuildError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Template(e) => e.code(),
+            Self::Address { .. } => "invalid_address",
+            Self::ContentType { .. } => "invalid_content_type",
+            Self::NoBody => "missing_content",
+            Self::Message(_) => "invalid_email",
+        }
+    }
+}
+
+/// A built message and the Message-ID it carries (the provider id).
+#[derive(Debug, Clone)]
+pub struct BuiltEmail {
+    pub message: Message,
+    /// The `Message-ID` header value, angle brackets included: `<…@domain>`.
+    pub message_id: String,
+}
+
+/// Sends email. Implemented by [`SmtpMailer`]; faked in tests of the layers above.
+#[async_trait]
+pub trait EmailSender: Send + Sync + std::fmt::Debug {
+    async fn send(&self, email: &EmailMessage) -> SendOutcome;
+}
+
+/// An SMTP client for one SMTP secret: a pooled transport, the default sender and the
+/// templates. Build once per secret (in INIT) and share.
+#[derive(Clone)]
+pub struct SmtpMailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    templates: Arc<EmailTemplates>,
+    default_from: Mailbox,
+    host: String,
+    port: u16,
+    security: SmtpSecurity,
+    authenticates: bool,
+}
+
+impl std::fmt::Debug for SmtpMailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpMailer")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("authenticates", &self.authenticates)
+            .finish_non_exhaustive()
+    }
+}
+
+fn non_empty(s: Option<&str>) -> Option<&str> {
+    s.filter(|s| !s.is_empty())
+}
+
+impl SmtpMailer {
+    /// Builds the mailer and its (lazily connecting) pool. Must run inside a Tokio runtime,
+    /// and the mailer must be dropped inside one: lettre's pool spawns tasks on both.
+    pub fn new(
+        secret: &SmtpSecret,
+        settings: &SmtpSettings,
+        options: MailerOptions,
+    ) -> Result<Self, SmtpConfigError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(SmtpConfigError::NoRuntime);
+        }
+        let host = secret.smtp_host.trim().to_owned();
+        if host.is_empty() {
+            return Err(SmtpConfigError::EmptyHost);
+        }
+        let default_from: Mailbox =
+            secret
+                .from_email
+                .trim()
+                .parse()
+                .map_err(|e: lettre::address::AddressError| {
+                    SmtpConfigError::InvalidFrom(e.to_string())
+                })?;
+
+        let security = if secret.use_ssl {
+            SmtpSecurity::ImplicitTls
+        } else if is_loopback_host(&host) {
+            SmtpSecurity::Plain
+        } else {
+            SmtpSecurity::StartTls
+        };
+        let tls = match security {
+            SmtpSecurity::Plain => Tls::None,
+            SmtpSecurity::ImplicitTls | SmtpSecurity::StartTls => {
+                // The certificate must name the configured host, wherever we connect.
+                let tls_name = host
+                    .strip_prefix('[')
+                    .and_then(|h| h.strip_suffix(']'))
+                    .unwrap_or(&host)
+                    .to_owned();
+                let mut params = TlsParameters::builder(tls_name);
+                if let Some(pem) = &options.extra_root_certificate_pem {
+                    // lettre accepts a PEM with no certificate in it; we do not.
+                    let marker = b"-----BEGIN CERTIFICATE-----";
+                    if !pem.windows(marker.len()).any(|w| w == marker) {
+                        return Err(SmtpConfigError::Tls(
+                            "the extra root certificate PEM holds no certificate".to_owned(),
+                        ));
+                    }
+                    let cert = Certificate::from_pem(pem)
+                        .map_err(|e| SmtpConfigError::Tls(e.to_string()))?;
+                    params = params.add_root_certificate(cert);
+                }
+                let params = params
+                    .build()
+                    .map_err(|e| SmtpConfigError::Tls(e.to_string()))?;
+                if security == SmtpSecurity::ImplicitTls {
+                    Tls::Wrapper(params)
+                } else {
+                    Tls::Required(params)
+                }
+            }
+        };
+
+        let connect_host = options.connect_to.clone().unwrap_or_else(|| host.clone());
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(connect_host)
+            .port(secret.smtp_port)
+            .tls(tls)
+            .timeout(Some(settings.timeout))
+            .pool_config(
+                PoolConfig::new()
+                    .min_idle(0)
+                    .max_size(settings.pool_max_size)
+                    .idle_timeout(settings.pool_idle_timeout),
+            );
+        let user = non_empty(secret.smtp_user.as_deref());
+        let password = non_empty(secret.smtp_password.as_ref().map(|p| p.expose_secret()));
+        let authenticates = match (user, password) {
+            (Some(user), Some(password)) => {
+                builder =
+                    builder.credentials(Credentials::new(user.to_owned(), password.to_owned()));
+                true
+            }
+            (None, None) => false,
+            _ => return Err(SmtpConfigError::HalfCredentials),
+        };
+
+        Ok(Self {
+            transport: builder.build(),
+            templates: options
+                .templates
+                .unwrap_or_else(|| Arc::new(EmailTemplates::embedded())),
+            default_from,
+            host,
+            port: secret.smtp_port,
+            security,
+            authenticates,
+        })
+    }
+
+    pub fn security(&self) -> SmtpSecurity {
+        self.security
+    }
+
+    pub fn templates(&self) -> &EmailTemplates {
+        &self.templates
+    }
+
+    /// Turns a validated email into MIME: headers, body (rendering its template), attachments,
+    /// and a fresh Message-ID. Bcc recipients go to the envelope only, never into a header.
+    pub fn build_message(&self, email: &EmailMessage) -> Result<BuiltEmail, EmailBuildError> {
+        let mailbox = |field: &str, s: &str| -> Result<Mailbox, EmailBuildError> {
+            s.trim().parse().map_err(
+                |e: lettre::address::AddressError| EmailBuildError::Address {
+                    field: field.to_owned(),
+                    reason: e.to_string(),
+                },
+            )
+        };
+
+        let from = match &email.from {
+            Some(f) => mailbox("from", f)?,
+            None => self.default_from.clone(),
+        };
+        let message_id = format!(
+            "<{}@{}>",
+            uuid::Uuid::now_v7().simple(),
+            from.email.domain()
+        );
+
+        let (subject, text, html) = match &email.body {
+            EmailBody::Content { text, html } => {
+                (email.subject.clone(), text.clone(), html.clone())
+            }
+            EmailBody::Template { name, variables } => {
+                let rendered = self.templates.render(name, variables)?;
+                (
+                    rendered.subject.unwrap_or_else(|| email.subject.clone()),
+                    rendered.text,
+                    rendered.html,
+                )
+            }
+        };
+
+        let mut builder = Message::builder()
+            .from(from)
+            .subject(subject)
+            .message_id(Some(message_id.clone()));
+        for (i, to) in email.to.iter().enumerate() {
+            builder = builder.to(mailbox(&format!("to[{i}]"), to)?);
+        }
+        for (i, cc) in email.cc.iter().enumerate() {
+            builder = builder.cc(mailbox(&format!("cc[{i}]"), cc)?);
+        }
+        for (i, bcc) in email.bcc.iter().enumerate() {
+            builder = builder.bcc(mailbox(&format!("bcc[{i}]"), bcc)?);
+        }
+        if let Some(reply_to) = &email.reply_to {
+            builder = builder.reply_to(mailbox("reply_to", reply_to)?);
+        }
+
+        enum Body {
+            Single(SinglePart),
+            Multi(MultiPart),
+        }
+        let body = match (text, html) {
+            (Some(text), Some(html)) => Body::Multi(MultiPart::alternative_plain_html(text, html)),
+            (Some(text), None) => Body::Single(SinglePart::plain(text)),
+            (None, Some(html)) => Body::Single(SinglePart::html(html)),
+            (None, None) => return Err(EmailBuildError::NoBody),
+        };
+
+        let built = if email.attachments.is_empty() {
+            match body {
+                Body::Single(part) => builder.singlepart(part),
+                Body::Multi(part) => builder.multipart(part),
+            }
+        } else {
+            let mut mixed = match body {
+                Body::Single(part) => MultiPart::mixed().singlepart(part),
+                Body::Multi(part) => MultiPart::mixed().multipart(part),
+            };
+            for (index, a) in email.attachments.iter().enumerate() {
+                let content_type = ContentType::parse(&a.content_type).map_err(|e| {
+                    EmailBuildError::ContentType {
+                        index,
+                        reason: e.to_string(),
+                    }
+                })?;
+                mixed = mixed.singlepart(
+                    Attachment::new(a.filename.clone()).body(a.content.clone(), content_type),
+                );
+            }
+            builder.multipart(mixed)
+        };
+        let message = built.map_err(|e| EmailBuildError::Message(e.to_string()))?;
+        Ok(BuiltEmail {
+            message,
+            message_id,
+        })
+    }
+}
+
+#[async_trait]
+impl EmailSender for SmtpMailer {
+    async fn send(&self, email: &EmailMessage) -> SendOutcome {
+        let built = match self.build_message(email) {
+            Ok(built) => built,
+            Err(e) => {
+                return SendOutcome::Failed(SendFailure {
+                    class: FailureClass::Permanent,
+                    error: DeliveryError {
+                        source: "carteiro".to_owned(),
+                        code: e.code().to_owned(),
+                        message: e.to_string(),
+                        details: None,
+                    },
+                    retry_after: None,
+                });
+            }
+        };
+        match self.transport.send(built.message).await {
+            Ok(response) => {
+                tracing::debug!(
+                    message_id = %built.message_id,
+                    reply = %response.code(),
+                    reply_text = %response.message().collect::<Vec<_>>().join(" "),
+                    "smtp accepted"
+                );
+                SendOutcome::Accepted {
+                    provider_message_id: built.message_id,
+                    message_status: None,
+                }
+            }
+            Err(e) => {
+                let failure = failure(&e);
+                tracing::warn!(
+                    host = %self.host,
+                    class = failure.class.as_str(),
+                    code = %failure.error.code,
+                    error = %failure.error.message,
+                    "smtp send failed"
+                );
+                SendOutcome::Failed(failure)
+            }
+        }
+    }
+}
+
+/// The RFC 3463 enhanced status code a reply text starts with (`5.1.1 no such user` →
+/// `(5, "5.1.1")`). lettre keeps the text but does not parse it.
+pub fn enhanced_status(text: &str) -> Option<(u8, &str)> {
+    let word = text.split_whitespace().next()?;
+    let mut parts = word.split('.');
+    let class = parts.next()?;
+    let subject = parts.next()?;
+    let detail = parts.next()?;
+    let digits = |s: &str, max: usize| {
+        !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit())
+    };
+    let class_digit = match class {
+        "2" => 2,
+        "4" => 4,
+        "5" => 5,
+        _ => return None,
+    };
+    (parts.next().is_none() && digits(subject, 3) && digits(detail, 3))
+        .then_some((class_digit, word))
+}
+
+/// Classifies an SMTP reply by its code and text.
+///
+/// - 421 and 454 are [`Throttled`](FailureClass::Throttled): SES answers `454 Throttling
+///   failure`, and 421 is how most servers say "too many connections, come back later".
+/// - 535 (or enhanced `5.7.8`, "authentication credentials invalid") is
+///   [`Token`](FailureClass::Token): refresh the secret once.
+/// - Other 4xx, or an enhanced `4.x.x`, are [`Retryable`](FailureClass::Retryable). When the
+///   reply code and the enhanced code disagree (`550 4.2.1`), the transient reading wins: a
+///   retry is bounded, a wrongly permanent failure loses the message.
+/// - Other 5xx / `5.x.x` are [`Permanent`](FailureClass::Permanent).
+pub fn classify_reply(code: u16, text: &str) -> FailureClass {
+    let enhanced = enhanced_status(text);
+    let transient = code / 100 == 4 || enhanced.is_some_and(|(class, _)| class == 4);
+    if code == 421 || code == 454 {
+        FailureClass::Throttled
+    } else if transient {
+        FailureClass::Retryable
+    } else if code == 535 || enhanced.is_some_and(|(_, e)| e == "5.7.8") {
+        FailureClass::Token
+    } else if code / 100 == 5 {
+        FailureClass::Permanent
+    } else {
+        // Not a negative reply at all (lettre only reports 4xx/5xx as such): be safe.
+        FailureClass::Retryable
+    }
+}
+
+/// The server's words of a negative reply (`5.1.1 no such user`), empty for other errors.
+fn reply_text(err: &lettre::transport::smtp::Error) -> String {
+    if err.status().is_some() {
+        err.source().map(ToString::to_string).unwrap_or_default()
+    } else {
+        String::new()
+    }
+}
+
+/// How a failed SMTP send should be handled.
+///
+/// Without a reply code: connection refused or reset, TLS failures (including a server that
+/// does not offer the required STARTTLS), timeouts and unparsable replies are
+/// [`Retryable`](FailureClass::Retryable). lettre's other client-side refusals (a non-ASCII
+/// address towards a server without SMTPUTF8, 8-bit content without 8BITMIME, no common AUTH
+/// mechanism) will not change on retry: [`Permanent`](FailureClass::Permanent).
+pub fn classify(err: &lettre::transport::smtp::Error) -> FailureClass {
+    if let Some(code) = err.status() {
+        let code = code.to_string().parse::<u16>().unwrap_or(0);
+        return classify_reply(code, &reply_text(err));
+    }
+    if err.is_client() && !err.to_string().contains("STARTTLS") {
+        return FailureClass::Permanent;
+    }
+    FailureClass::Retryable
+}
+
+/// The error kind of a failure without a reply, for `DeliveryError::code`.
+fn kind_code(err: &lettre::transport::smtp::Error) -> &'static str {
+    if err.is_timeout() {
+        "timeout"
+    } else if err.is_tls() {
+        "tls"
+    } else if err.is_response() {
+        "bad_reply"
+    } else if err.is_client() {
+        "client"
+    } else if err.is_transport_shutdown() {
+        "shutdown"
+    } else {
+        // lettre's Connection and Network kinds (no public predicate): refused, reset, DNS,
+        // TLS handshake.
+        "connection"
+    }
+}
+
+/// The [`SendFailure`] for a failed send: the class, and the reply code (`550`) with the
+/// server's text, or the error kind (`timeout`, `connection`, ...) with lettre's message.
+/// The enhanced status code, when the text has one, goes into `details`.
+pub fn failure(err: &lettre::transport::smtp::Error) -> SendFailure {
+    let class = classify(err);
+    let error = match err.status() {
+        Some(code) => {
+            let text = reply_text(err);
+            DeliveryError {
+                source: ERROR_SOURCE.to_owned(),
+                code: code.to_string(),
+                details: enhanced_status(&text).map(|(_, e)| e.to_owned()),
+                message: text,
+            }
+        }
+        None => DeliveryError {
+            source: ERROR_SOURCE.to_owned(),
+            code: kind_code(err).to_owned(),
+            message: err.to_string(),
+            details: None,
+        },
+    };
+    SendFailure {
+        class,
+        error,
+        retry_after: None,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use secrecy::SecretString;
+
+    fn secret(host: &str, use_ssl: bool) -> SmtpSecret {
+        SmtpSecret {
+            smtp_host: host.to_owned(),
+            smtp_port: 587,
+            smtp_user: Some("AKIAUSER".to_owned()),
+            smtp_password: Some(SecretString::from("pa55w0rd-very-secret")),
+            from_email: "Carteiro <noreply@carteiro.example>".to_owned(),
+            use_ssl,
+        }
+    }
+
+    fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn settings_defaults_and_env() {
+        let none = env(&[]);
+        assert_eq!(
+            SmtpSettings::from_env(Env::new(&none)).unwrap(),
+            SmtpSettings::default()
+        );
+        let set = env(&[
+            ("CARTEIRO_SMTP_TIMEOUT_MS", "2500"),
+            ("CARTEIRO_SMTP_POOL_SIZE", "2"),
+        ]);
+        let s = SmtpSettings::from_env(Env::new(&set)).unwrap();
+        assert_eq!(s.timeout, Duration::from_millis(2500));
+        assert_eq!(s.pool_max_size, 2);
+        for bad in [
+            &[("CARTEIRO_SMTP_TIMEOUT_MS", "0")][..],
+            &[("CARTEIRO_SMTP_POOL_SIZE", "0")][..],
+            &[("CARTEIRO_SMTP_POOL_SIZE", "x")][..],
+        ] {
+            let e = env(bad);
+            assert!(SmtpSettings::from_env(Env::new(&e)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn building_outside_a_runtime_is_an_error_not_a_panic() {
+        let r = SmtpMailer::new(
+            &secret("smtp.example.com", false),
+            &SmtpSettings::default(),
+            MailerOptions::default(),
+        );
+        assert_eq!(r.unwrap_err(), SmtpConfigError::NoRuntime);
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "localhost",
+            "LOCALHOST.",
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "[::1]",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in [
+            "smtp.example.com",
+            "10.0.0.1",
+            "0.0.0.0",
+            "localhost.example.com",
+            "x.localhost",
+            "::",
+            "128.0.0.1",
+        ] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
+    }
+
+    #[tokio::test]
+    async fn security_follows_the_configured_host() {
+        let s = SmtpSettings::default();
+        let m =
+            |host, ssl| SmtpMailer::new(&secret(host, ssl), &s, MailerOptions::default()).unwrap();
+        assert_eq!(
+            m("email-smtp.us-east-1.amazonaws.com", false).security(),
+            SmtpSecurity::StartTls
+        );
+        assert_eq!(
+            m("smtp.example.com", true).security(),
+            SmtpSecurity::ImplicitTls
+        );
+        assert_eq!(m("127.0.0.1", false).security(), SmtpSecurity::Plain);
+        assert_eq!(m("localhost", true).security(), SmtpSecurity::ImplicitTls);
+        // Connecting elsewhere does not relax the policy.
+        let via = SmtpMailer::new(
+            &secret("smtp.example.com", false),
+            &s,
+            MailerOptions {
+                connect_to: Some("127.0.0.1".to_owned()),
+                ..MailerOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(via.security(), SmtpSecurity::StartTls);
+    }
+
+    #[tokio::test]
+    async fn debug_and_errors_never_show_the_password() {
+        let m = SmtpMailer::new(
+            &secret("smtp.example.com", false),
+            &SmtpSettings::default(),
+            MailerOptions::default(),
+        )
+        .unwrap();
+        let shown = format!("{m:?}");
+        assert!(!shown.contains("pa55w0rd"), "{shown}");
+        assert!(!shown.contains("AKIAUSER"), "{shown}");
+        assert!(shown.contains("smtp.example.com"));
+    }
+
+    #[tokio::test]
+    async fn bad_configuration_is_refused() {
+        let s = SmtpSettings::default();
+        let mut half = secret("smtp.example.com", false);
+        half.smtp_password = None;
+        assert_eq!(
+            SmtpMailer::new(&half, &s, MailerOptions::default()).unwrap_err(),
+            SmtpConfigError::HalfCredentials
+        );
+        let mut from = secret("smtp.example.com", false);
+        from.from_email = "not an address".to_owned();
+        assert!(matches!(
+            SmtpMailer::new(&from, &s, MailerOptions::default()),
+            Err(SmtpConfigError::InvalidFrom(_))
+        ));
+        let empty = secret(" ", false);
+        assert_eq!(
+            SmtpMailer::new(&empty, &s, MailerOptions::default()).unwrap_err(),
+            SmtpConfigError::EmptyHost
+        );
+        let bad_pem = MailerOptions {
+            extra_root_certificate_pem: Some(b"not a pem".to_vec()),
+            ..MailerOptions::default()
+        };
+        assert!(matches!(
+            SmtpMailer::new(&secret("smtp.example.com", true), &s, bad_pem),
+            Err(SmtpConfigError::Tls(_))
+        ));
+    }
+
+    #[test]
+    fn enhanced_codes_are_parsed_from_the_text() {
+        assert_eq!(enhanced_status("5.1.1 no such user"), Some((5, "5.1.1")));
+        assert_eq!(
+            enhanced_status("4.7.0 Throttling failure"),
+            Some((4, "4.7.0"))
+        );
+        assert_eq!(enhanced_status("2.0.0 Ok"), Some((2, "2.0.0")));
+        assert_eq!(
+            enhanced_status("Throttling failure: Maximum sending rate exceeded."),
+            None
+        );
+        assert_eq!(enhanced_status("3.1.1 x"), None);
+        assert_eq!(enhanced_status("5.1 x"), None);
+        assert_eq!(enhanced_status("5.1.1.1 x"), None);
+        assert_eq!(enhanced_status("5.a.1 x"), None);
+        assert_eq!(enhanced_status(""), None);
+    }
+
+    #[test]
+    fn replies_are_classified() {
+        use FailureClass::*;
+        let cases = [
+            (450, "4.2.1 mailbox busy", Retryable),
+            (451, "Requested action aborted: local error", Retryable),
+            (452, "4.5.3 Too many recipients", Retryable),
+            (421, "4.7.0 Try again later, closing connection", Throttled),
+            (
+                454,
+                "Throttling failure: Maximum sending rate exceeded.",
+                Throttled,
+            ),
+            (
+                454,
+                "4.7.0 Throttling failure: Daily message quota exceeded.",
+                Throttled,
+            ),
+            (535, "5.7.8 Authentication credentials invalid", Token),
+            (535, "Authentication Credentials Invalid", Token),
+            (550, "5.1.1 no such user", Permanent),
+            (
+                554,
+                "5.7.1 Message rejected: Email address is not verified.",
+                Permanent,
+            ),
+            (552, "5.3.4 Message too big", Permanent),
+            // The enhanced code disagrees with the reply code: the transient reading wins.
+            (550, "4.2.1 try later", Retryable),
+            (451, "5.1.1 whatever", Retryable),
+        ];
+        for (code, text, want) in cases {
+            assert_eq!(classify_reply(code, text), want, "{code} {text}");
+        }
+    }
+}
