@@ -19,4 +19,5 @@ pub mod intake;
 pub mod observability;
 pub mod ports;
 pub mod providers;
+pub mod resilience;
 pub mod secrets;

@@ -142,7 +142,41 @@ pub struct Attempt {
     pub outcome: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_code: Option<String>,
+    /// What the provider said of an accepted message (Meta's `message_status`:
+    /// `accepted`, `held_for_quality_assessment`, `paused`; `sandbox` locally).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_status: Option<String>,
     pub latency_ms: u64,
+}
+
+/// Why a record cannot be claimed for sending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimRefused {
+    /// Nothing left to send.
+    Terminal,
+    /// Another worker holds the lease.
+    InFlight { lease_expires_at: Timestamp },
+    /// A retry is scheduled for later.
+    NotDue { next_attempt_at: Timestamp },
+}
+
+/// How an attempt ended, as dispatch decided from the provider's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptResult {
+    Accepted {
+        provider_message_id: String,
+        provider_status: Option<String>,
+    },
+    Retry {
+        at: Timestamp,
+        error: DeliveryError,
+    },
+    Failed {
+        error: DeliveryError,
+    },
+    Dead {
+        error: DeliveryError,
+    },
 }
 
 /// A status report received from the provider, one per distinct status.
@@ -202,6 +236,9 @@ pub struct DeliveryRecord {
     pub updated_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<Timestamp>,
+    /// While `sending`: until when the claiming worker owns the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_expires_at: Option<Timestamp>,
     #[serde(default)]
     pub attempts: Vec<Attempt>,
     #[serde(default)]
@@ -233,10 +270,85 @@ impl DeliveryRecord {
             created_at: now,
             updated_at: now,
             next_attempt_at: None,
+            lease_expires_at: None,
             attempts: Vec::new(),
             events: Vec::new(),
             last_error: None,
             request,
+        }
+    }
+
+    /// Claims the record for one provider attempt: `queued|retry_scheduled → sending`, or a
+    /// `sending` record whose lease expired (its worker died; the attempt's fate is unknown and
+    /// the status webhooks reconcile it if the provider did accept it). Returns the attempt
+    /// number. The caller writes the record with a version check, so only one claim wins.
+    pub fn claim(&mut self, now: Timestamp, lease: std::time::Duration) -> Result<u32, ClaimRefused> {
+        match self.status {
+            DeliveryStatus::Queued | DeliveryStatus::RetryScheduled => {
+                if let Some(at) = self.next_attempt_at
+                    && at > now
+                {
+                    return Err(ClaimRefused::NotDue { next_attempt_at: at });
+                }
+            }
+            DeliveryStatus::Sending => {
+                if let Some(until) = self.lease_expires_at
+                    && until > now
+                {
+                    return Err(ClaimRefused::InFlight { lease_expires_at: until });
+                }
+            }
+            _ => return Err(ClaimRefused::Terminal),
+        }
+        self.status = DeliveryStatus::Sending;
+        self.lease_expires_at = Some(now.plus(lease));
+        self.next_attempt_at = None;
+        self.version += 1;
+        self.updated_at = now;
+        Ok(u32::try_from(self.attempts.len()).unwrap_or(u32::MAX).saturating_add(1))
+    }
+
+    /// Records how an attempt ended. Safe to re-apply to a fresher copy of the record after a
+    /// write conflict: a status webhook that got there first (the provider's `sent` can beat
+    /// our own write) keeps its higher rank, and the attempt is recorded once.
+    pub fn finish_attempt(&mut self, attempt: Attempt, result: AttemptResult, now: Timestamp) {
+        if !self.attempts.iter().any(|a| a.number == attempt.number) {
+            self.attempts.push(attempt);
+            self.attempts.sort_by_key(|a| a.number);
+        }
+        self.lease_expires_at = None;
+        let in_flight = self.status.rank() == 0;
+        match result {
+            AttemptResult::Accepted {
+                provider_message_id, ..
+            } => {
+                if self.provider_message_id.is_none() {
+                    self.provider_message_id = Some(provider_message_id);
+                }
+                if in_flight {
+                    self.status = DeliveryStatus::Sent;
+                    self.next_attempt_at = None;
+                }
+            }
+            AttemptResult::Retry { at, error } => {
+                if in_flight {
+                    self.status = DeliveryStatus::RetryScheduled;
+                    self.next_attempt_at = Some(at);
+                    self.last_error = Some(error);
+                }
+            }
+            AttemptResult::Failed { error } => self.end(in_flight, DeliveryStatus::Failed, error),
+            AttemptResult::Dead { error } => self.end(in_flight, DeliveryStatus::Dead, error),
+        }
+        self.version += 1;
+        self.updated_at = now;
+    }
+
+    fn end(&mut self, in_flight: bool, status: DeliveryStatus, error: DeliveryError) {
+        if in_flight {
+            self.status = status;
+            self.next_attempt_at = None;
+            self.last_error = Some(error);
         }
     }
 
@@ -384,5 +496,63 @@ mod tests {
         let r = apply_all(&["sent", "deleted"]);
         assert_eq!(r.status, DeliveryStatus::Sent);
         assert_eq!(r.events.len(), 2);
+    }
+
+    fn attempt(n: u32) -> Attempt {
+        Attempt {
+            number: n,
+            started_at: Timestamp::from_secs(1_000),
+            outcome: "accepted".into(),
+            provider_code: None,
+            provider_status: Some("accepted".into()),
+            latency_ms: 40,
+        }
+    }
+
+    const LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+
+    #[test]
+    fn a_claim_is_exclusive_until_its_lease_expires() {
+        let mut r = record();
+        let now = Timestamp::from_secs(2_000);
+        assert_eq!(r.claim(now, LEASE), Ok(1));
+        assert_eq!(r.status, DeliveryStatus::Sending);
+        assert!(matches!(r.clone().claim(now, LEASE), Err(ClaimRefused::InFlight { .. })));
+        // The worker died: once the lease is over another may take it, as attempt 2.
+        r.attempts.push(Attempt { outcome: "unknown".into(), ..attempt(1) });
+        assert_eq!(r.claim(now.plus(LEASE).plus(std::time::Duration::from_secs(1)), LEASE), Ok(2));
+    }
+
+    #[test]
+    fn a_scheduled_retry_is_not_claimed_before_it_is_due() {
+        let mut r = record();
+        let now = Timestamp::from_secs(2_000);
+        r.claim(now, LEASE).ok();
+        let error = DeliveryError { source: "whatsapp".into(), code: "131000".into(), message: "x".into(), details: None };
+        r.finish_attempt(attempt(1), AttemptResult::Retry { at: Timestamp::from_secs(2_030), error }, now);
+        assert_eq!(r.status, DeliveryStatus::RetryScheduled);
+        assert_eq!(r.clone().claim(Timestamp::from_secs(2_010), LEASE), Err(ClaimRefused::NotDue { next_attempt_at: Timestamp::from_secs(2_030) }));
+        assert_eq!(r.claim(Timestamp::from_secs(2_030), LEASE), Ok(2));
+    }
+
+    #[test]
+    fn terminal_records_cannot_be_claimed() {
+        let mut r = record();
+        r.status = DeliveryStatus::Sent;
+        assert_eq!(r.claim(Timestamp::from_secs(1), LEASE), Err(ClaimRefused::Terminal));
+    }
+
+    #[test]
+    fn an_acceptance_recorded_after_a_faster_webhook_keeps_the_webhooks_state() {
+        let mut r = record();
+        r.claim(Timestamp::from_secs(2_000), LEASE).ok();
+        // Meta's `delivered` webhook landed before dispatch wrote `sent`.
+        r.apply_status(&update("delivered", 2_001), Timestamp::from_secs(2_001));
+        let accepted = AttemptResult::Accepted { provider_message_id: "wamid.TEST".into(), provider_status: None };
+        r.finish_attempt(attempt(1), accepted.clone(), Timestamp::from_secs(2_002));
+        r.finish_attempt(attempt(1), accepted, Timestamp::from_secs(2_002));
+        assert_eq!(r.status, DeliveryStatus::Delivered);
+        assert_eq!(r.attempts.len(), 1);
+        assert_eq!(r.lease_expires_at, None);
     }
 }
