@@ -10,14 +10,19 @@
 //! - [`http`], [`config`], [`secrets`], [`observability`]: the plumbing around them.
 
 pub mod adapters;
+pub mod batch;
 pub mod config;
+pub mod dispatch;
 pub mod domain;
 pub mod fuzzing;
 pub mod http;
 pub mod inbound;
 pub mod intake;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod observability;
 pub mod ports;
 pub mod providers;
 pub mod resilience;
 pub mod secrets;
+pub mod send_api;

@@ -384,6 +384,7 @@ pub fn rich_record() -> DeliveryRecord {
             started_at: now,
             outcome: "retryable".to_owned(),
             provider_code: Some("131000".to_owned()),
+            provider_status: None,
             latency_ms: 812,
         },
         Attempt {
@@ -391,6 +392,7 @@ pub fn rich_record() -> DeliveryRecord {
             started_at: now.plus(Duration::from_secs(30)),
             outcome: "timeout".to_owned(),
             provider_code: None,
+            provider_status: None,
             latency_ms: 10_000,
         },
     ];
@@ -434,6 +436,7 @@ fn next_version(r: &DeliveryRecord, outcome: &str) -> DeliveryRecord {
         started_at: next.updated_at,
         outcome: outcome.to_owned(),
         provider_code: None,
+        provider_status: Some("accepted".to_owned()),
         latency_ms: 5,
     });
     next

@@ -4,7 +4,8 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use carteiro_shared::adapters::aws::DynamoStore;
 use carteiro_shared::config::{ConfigError, Env, InboundSettings};
-use carteiro_shared::inbound::{self, InboundContext, QueuedEvent};
+use carteiro_shared::inbound::{self, InboundContext};
+use carteiro_shared::lambda::serve_sqs;
 use carteiro_shared::ports::SystemClock;
 use lambda_runtime::LambdaEvent;
 use std::sync::Arc;
@@ -20,36 +21,10 @@ pub async fn context_from_env(env: Env<'_>) -> Result<InboundContext, ConfigErro
     })
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("all {0} events of the batch failed")]
-pub struct WholeBatchFailed(usize);
-
-/// The Lambda handler. A record without a message id cannot be reported individually, so its
-/// failure fails the whole batch rather than being dropped. When every record fails the
-/// handler returns `Err`, so Lambda backs off instead of retrying at once.
+/// The Lambda handler.
 pub async fn handler(
     ctx: &InboundContext,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-    let records = event.payload.records;
-    let total = records.len();
-    let events: Vec<QueuedEvent> = records
-        .into_iter()
-        .map(|r| QueuedEvent {
-            message_id: r.message_id.unwrap_or_default(),
-            body: r.body.unwrap_or_default(),
-        })
-        .collect();
-    let failed = inbound::process_batch(ctx, &events).await;
-    if total > 0 && failed.len() == total {
-        return Err(WholeBatchFailed(total).into());
-    }
-    if failed.iter().any(String::is_empty) {
-        return Err(WholeBatchFailed(failed.len()).into());
-    }
-    let mut response = SqsBatchResponse::default();
-    for id in failed {
-        response.add_failure(id);
-    }
-    Ok(response)
+    Ok(serve_sqs(event.payload, |events| async move { inbound::process_batch(ctx, &events).await }).await?)
 }

@@ -20,7 +20,8 @@ use crate::ports::clock::Clock;
 use crate::ports::store::{
     DeliveryStore, InboundKind, InboundRecord, InsertOutcome, ReplaceOutcome, StoreError,
 };
-use futures::StreamExt;
+pub use crate::batch::QueuedEvent;
+use crate::batch::process_concurrently;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
@@ -36,13 +37,6 @@ pub struct InboundContext {
     pub store: Arc<dyn DeliveryStore>,
     pub clock: Arc<dyn Clock>,
     pub settings: InboundSettings,
-}
-
-/// One queue message, as SQS hands it to Lambda or the embedded queue to the local runtime.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueuedEvent {
-    pub message_id: String,
-    pub body: String,
 }
 
 /// What processing one event did.
@@ -70,30 +64,9 @@ pub enum ProcessError {
     Contended(String),
 }
 
-/// Processes a batch concurrently and returns the message ids that failed, for the queue to
-/// redeliver (SQS partial batch failure). An empty id is reported as it is, never dropped.
+/// Processes a batch concurrently and returns the message ids that failed.
 pub async fn process_batch(ctx: &InboundContext, events: &[QueuedEvent]) -> Vec<String> {
-    // Collected first: a stream over a borrowing closure is not `Send` for `tokio::spawn`.
-    let pending: Vec<_> = events.iter().map(|q| failed_id(ctx, q)).collect();
-    let results: Vec<Option<String>> = futures::stream::iter(pending)
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
-    results.into_iter().flatten().collect()
-}
-
-/// Processes one event; returns its message id if it failed.
-async fn failed_id(ctx: &InboundContext, queued: &QueuedEvent) -> Option<String> {
-    match process(ctx, &queued.body).await {
-        Ok(outcome) => {
-            tracing::debug!(message_id = %queued.message_id, ?outcome, "inbound event processed");
-            None
-        }
-        Err(e) => {
-            tracing::error!(message_id = %queued.message_id, error = %e, "inbound event failed");
-            Some(queued.message_id.clone())
-        }
-    }
+    process_concurrently(events, CONCURRENCY, |event| process(ctx, &event.body)).await
 }
 
 /// Applies one queued event.

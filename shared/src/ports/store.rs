@@ -39,6 +39,8 @@ pub enum InboundKind {
     /// Any other webhook field (template status, quality, account update, errors...);
     /// key = a digest of the event.
     AccountEvent,
+    /// A send API `Idempotency-Key`; key = API key id and a digest of the key.
+    IdempotencyKey,
 }
 
 impl InboundKind {
@@ -47,6 +49,7 @@ impl InboundKind {
             Self::Message => "message",
             Self::OrphanStatus => "orphan_status",
             Self::AccountEvent => "account_event",
+            Self::IdempotencyKey => "idempotency_key",
         }
     }
 }

@@ -63,16 +63,6 @@ fn decode_record(id: &str, body: &str) -> Result<DeliveryRecord, DbError> {
     })
 }
 
-fn kind_from_str(s: &str) -> Option<InboundKind> {
-    [
-        InboundKind::Message,
-        InboundKind::OrphanStatus,
-        InboundKind::AccountEvent,
-    ]
-    .into_iter()
-    .find(|k| k.as_str() == s)
-}
-
 #[async_trait]
 impl DeliveryStore for EmbeddedStore {
     async fn create(&self, record: &DeliveryRecord) -> Result<CreateOutcome, StoreError> {
@@ -222,7 +212,7 @@ impl DeliveryStore for EmbeddedStore {
             .db
             .run(move |conn, now| {
                 let mut stmt = conn.prepare_cached(
-                    "SELECT kind, key, sub_key, received_at, expires_at, payload
+                    "SELECT key, sub_key, received_at, expires_at, payload
                      FROM inbound
                      WHERE kind = ?1 AND key = ?2 AND expires_at > ?3
                      ORDER BY sub_key",
@@ -232,35 +222,33 @@ impl DeliveryStore for EmbeddedStore {
                         Ok((
                             r.get::<_, String>(0)?,
                             r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
+                            r.get::<_, i64>(2)?,
                             r.get::<_, i64>(3)?,
-                            r.get::<_, i64>(4)?,
-                            r.get::<_, String>(5)?,
+                            r.get::<_, String>(4)?,
                         ))
                     })?
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(rows)
             })
             .await?;
+        // The query matched `kind` exactly, so every row is of that kind.
         rows.into_iter()
-            .map(
-                |(stored_kind, key, sub_key, received_at, expires_at, payload)| {
-                    let what = || format!("inbound record {stored_kind}/{key}/{sub_key}");
-                    let kind = kind_from_str(&stored_kind)
-                        .ok_or_else(|| StoreError::Corrupt(format!("{}: unknown kind", what())))?;
-                    let payload = serde_json::from_str(&payload).map_err(|e| {
-                        StoreError::Corrupt(format!("{}: {}", what(), super::json_error(&e)))
-                    })?;
-                    Ok(InboundRecord {
-                        kind,
-                        key,
-                        sub_key,
-                        received_at: Timestamp::from_millis(received_at),
-                        expires_at: Timestamp::from_millis(expires_at),
-                        payload,
-                    })
-                },
-            )
+            .map(|(key, sub_key, received_at, expires_at, payload)| {
+                let payload = serde_json::from_str(&payload).map_err(|e| {
+                    StoreError::Corrupt(format!(
+                        "inbound record {kind_str}/{key}/{sub_key}: {}",
+                        super::json_error(&e)
+                    ))
+                })?;
+                Ok(InboundRecord {
+                    kind,
+                    key,
+                    sub_key,
+                    received_at: Timestamp::from_millis(received_at),
+                    expires_at: Timestamp::from_millis(expires_at),
+                    payload,
+                })
+            })
             .collect()
     }
 }

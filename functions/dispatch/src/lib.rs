@@ -1,0 +1,62 @@
+//! The dispatch Lambda: SQS (outbound queue) → [`carteiro_shared::dispatch`], reporting
+//! partial batch failures (infrastructure faults only; provider failures become state).
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use carteiro_shared::adapters::aws::{DynamoStore, SecretIds, SecretsManagerSource, SqsQueue};
+use carteiro_shared::config::{ConfigError, Env};
+use carteiro_shared::dispatch::email::SmtpFromSecrets;
+use carteiro_shared::dispatch::{self, DispatchContext, DispatchSettings};
+use carteiro_shared::lambda::serve_sqs;
+use carteiro_shared::ports::SystemClock;
+use carteiro_shared::providers::email::{MailerOptions, SmtpSettings};
+use carteiro_shared::providers::whatsapp::{GraphClient, GraphSettings};
+use carteiro_shared::secrets::Secrets;
+use lambda_runtime::LambdaEvent;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Builds the dispatcher's context from the environment template.yaml sets.
+pub async fn context_from_env(env: Env<'_>) -> Result<DispatchContext, ConfigError> {
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let secret_ids = SecretIds {
+        whatsapp: env.optional("CARTEIRO_WHATSAPP_SECRET_ID"),
+        smtp: env.optional("CARTEIRO_SMTP_SECRET_ID"),
+        ..SecretIds::default()
+    };
+    let ttl = Duration::from_secs(env.number_or("CARTEIRO_SECRET_CACHE_TTL_SECS", 300)?);
+    let source = SecretsManagerSource::new(&sdk, secret_ids, ttl)
+        .await
+        .map_err(|e| ConfigError::Invalid {
+            var: "CARTEIRO_WHATSAPP_SECRET_ID",
+            reason: e.to_string(),
+        })?;
+    let secrets = Secrets::new(Arc::new(source));
+    let graph = GraphClient::new(&GraphSettings::from_env(env)?).map_err(|e| ConfigError::Invalid {
+        var: "CARTEIRO_GRAPH_TIMEOUT_MS",
+        reason: e.to_string(),
+    })?;
+    let email = SmtpFromSecrets::new(secrets.clone(), SmtpSettings::from_env(env)?, MailerOptions::default());
+    Ok(DispatchContext {
+        store: Arc::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            env.required("CARTEIRO_TABLE_NAME")?,
+        )),
+        outbound: Arc::new(SqsQueue::new(
+            aws_sdk_sqs::Client::new(&sdk),
+            env.required("CARTEIRO_OUTBOUND_QUEUE_URL")?,
+        )),
+        secrets,
+        whatsapp: Arc::new(graph),
+        email: Arc::new(email),
+        clock: Arc::new(SystemClock),
+        settings: DispatchSettings::from_env(env)?,
+    })
+}
+
+/// The Lambda handler.
+pub async fn handler(
+    ctx: &DispatchContext,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+    Ok(serve_sqs(event.payload, |events| async move { dispatch::process_batch(ctx, &events).await }).await?)
+}

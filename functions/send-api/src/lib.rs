@@ -1,0 +1,47 @@
+//! The send-api Lambda: API Gateway (HTTP API, payload v2) → [`carteiro_shared::send_api`].
+
+use carteiro_shared::adapters::aws::{DynamoStore, SecretIds, SecretsManagerSource, SqsQueue};
+use carteiro_shared::config::{ConfigError, Env};
+use carteiro_shared::lambda::serve_http;
+use carteiro_shared::ports::SystemClock;
+use carteiro_shared::providers::templates::EmailTemplates;
+use carteiro_shared::secrets::Secrets;
+use carteiro_shared::send_api::{self, SendApiContext, SendApiSettings};
+use lambda_http::{Body, Request, Response};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Builds the handler's context from the environment template.yaml sets.
+pub async fn context_from_env(env: Env<'_>) -> Result<SendApiContext, ConfigError> {
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let secret_ids = SecretIds {
+        api_keys: Some(env.required("CARTEIRO_API_KEYS_SECRET_ID")?),
+        ..SecretIds::default()
+    };
+    let ttl = Duration::from_secs(env.number_or("CARTEIRO_SECRET_CACHE_TTL_SECS", 300)?);
+    let secrets = SecretsManagerSource::new(&sdk, secret_ids, ttl)
+        .await
+        .map_err(|e| ConfigError::Invalid {
+            var: "CARTEIRO_API_KEYS_SECRET_ID",
+            reason: e.to_string(),
+        })?;
+    Ok(SendApiContext {
+        store: Arc::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            env.required("CARTEIRO_TABLE_NAME")?,
+        )),
+        outbound: Arc::new(SqsQueue::new(
+            aws_sdk_sqs::Client::new(&sdk),
+            env.required("CARTEIRO_OUTBOUND_QUEUE_URL")?,
+        )),
+        secrets: Secrets::new(Arc::new(secrets)),
+        clock: Arc::new(SystemClock),
+        templates: Arc::new(EmailTemplates::embedded()),
+        settings: SendApiSettings::from_env(env)?,
+    })
+}
+
+/// The Lambda handler.
+pub async fn handler(ctx: &SendApiContext, req: Request) -> Result<Response<Body>, lambda_http::Error> {
+    serve_http(req, |req| send_api::handle(ctx, req)).await
+}

@@ -1,0 +1,13 @@
+//! Lambda entry point for the send API.
+
+use carteiro_shared::config::{Env, process_env};
+use carteiro_shared::observability::{LogFormat, init_logging};
+use lambda_http::{run, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    init_logging(LogFormat::Json);
+    let ctx = carteiro_send_api::context_from_env(Env::new(&process_env)).await?;
+    let ctx = &ctx;
+    run(service_fn(move |req| carteiro_send_api::handler(ctx, req))).await
+}

@@ -1,0 +1,115 @@
+//! Email delivery with credentials from the secret store: the SMTP mailer is built from the
+//! current `smtp` secret, kept while the secret is unchanged (its connection pool with it),
+//! and rebuilt from a freshly read secret once when the server refuses the credentials.
+
+use crate::domain::delivery::DeliveryError;
+use crate::domain::message::EmailMessage;
+use crate::ports::secrets::SecretError;
+use crate::providers::email::{EmailSender, MailerOptions, SmtpMailer, SmtpSettings};
+use crate::providers::{FailureClass, SendFailure, SendOutcome};
+use crate::secrets::{Secrets, SmtpSecret};
+use async_trait::async_trait;
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use tokio::sync::Mutex;
+
+/// An [`EmailSender`] over whatever SMTP server the `smtp` secret names.
+#[derive(Debug)]
+pub struct SmtpFromSecrets {
+    secrets: Secrets,
+    settings: SmtpSettings,
+    options: MailerOptions,
+    /// The mailer and a digest of the secret it was built from.
+    current: Mutex<Option<(String, Arc<SmtpMailer>)>>,
+}
+
+impl SmtpFromSecrets {
+    pub fn new(secrets: Secrets, settings: SmtpSettings, options: MailerOptions) -> Self {
+        Self {
+            secrets,
+            settings,
+            options,
+            current: Mutex::new(None),
+        }
+    }
+
+    async fn mailer(&self, refresh: bool) -> Result<Arc<SmtpMailer>, SendFailure> {
+        let secret = self.secrets.smtp(refresh).await.map_err(|e| secret_failure(&e))?;
+        let digest = fingerprint(&secret);
+        let mut current = self.current.lock().await;
+        if let Some((known, mailer)) = current.as_ref()
+            && *known == digest
+        {
+            return Ok(mailer.clone());
+        }
+        let mailer = SmtpMailer::new(&secret, &self.settings, self.options.clone())
+            .map(Arc::new)
+            .map_err(|e| SendFailure {
+                class: FailureClass::Permanent,
+                error: carteiro_error("smtp_not_configured", e.to_string()),
+                retry_after: None,
+            })?;
+        *current = Some((digest, mailer.clone()));
+        Ok(mailer)
+    }
+}
+
+#[async_trait]
+impl EmailSender for SmtpFromSecrets {
+    async fn send(&self, email: &EmailMessage) -> SendOutcome {
+        let first = match self.mailer(false).await {
+            Ok(mailer) => mailer.send(email).await,
+            Err(failure) => return SendOutcome::Failed(failure),
+        };
+        let SendOutcome::Failed(SendFailure { class: FailureClass::Token, .. }) = &first else {
+            return first;
+        };
+        // Authentication happens before MAIL FROM, so nothing was sent: retrying cannot
+        // duplicate the message.
+        tracing::warn!("the SMTP server refused the credentials; re-reading the secret and retrying once");
+        match self.mailer(true).await {
+            Ok(mailer) => mailer.send(email).await,
+            Err(failure) => SendOutcome::Failed(failure),
+        }
+    }
+}
+
+fn fingerprint(secret: &SmtpSecret) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        secret.smtp_host.as_str(),
+        &secret.smtp_port.to_string(),
+        secret.smtp_user.as_deref().unwrap_or(""),
+        secret.smtp_password.as_ref().map(|p| p.expose_secret()).unwrap_or(""),
+        &secret.from_email,
+        if secret.use_ssl { "ssl" } else { "starttls" },
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(h.finalize())
+}
+
+fn carteiro_error(code: &str, message: String) -> DeliveryError {
+    DeliveryError {
+        source: "carteiro".to_owned(),
+        code: code.to_owned(),
+        message,
+        details: None,
+    }
+}
+
+fn secret_failure(e: &SecretError) -> SendFailure {
+    let (class, code) = match e {
+        SecretError::Unavailable(_) => (FailureClass::Retryable, "secret_unavailable"),
+        SecretError::Missing(_) | SecretError::Malformed { .. } => {
+            (FailureClass::Permanent, "smtp_not_configured")
+        }
+    };
+    SendFailure {
+        class,
+        error: carteiro_error(code, e.to_string()),
+        retry_after: None,
+    }
+}

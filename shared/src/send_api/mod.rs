@@ -1,0 +1,338 @@
+//! The send API: `POST /v1/messages` and `GET /v1/messages/{id}`.
+//!
+//! A POST is authenticated (a bearer API key, compared in constant time), parsed and
+//! validated into a [`SendRequest`], claimed against its `Idempotency-Key` with a write-once
+//! record, written as a `queued` delivery record, and only then put on the outbound queue.
+//! Nothing is created for a request that is refused.
+
+use crate::config::{ConfigError, Env};
+use crate::domain::delivery::{Attempt, DeliveryError, DeliveryRecord, ProviderEvent};
+use crate::domain::ids::MessageId;
+use crate::domain::message::{EmailBody, OutboundMessage, SendRequest, ValidationError};
+use crate::domain::time::Timestamp;
+use crate::http::{self, ApiError, ApiRequest, ApiResponse};
+use crate::ports::clock::Clock;
+use crate::ports::queue::{OutgoingMessage, Queue};
+use crate::ports::store::{CreateOutcome, DeliveryStore, InboundKind, InboundRecord, InsertOutcome};
+use crate::providers::templates::EmailTemplates;
+use crate::secrets::Secrets;
+use ::http::{HeaderMap, Method, StatusCode, header};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+
+/// The collection route.
+pub const MESSAGES_PATH: &str = "/v1/messages";
+
+/// The outbound queue's message body: the record to dispatch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DispatchJob {
+    pub id: MessageId,
+}
+
+/// Send API settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendApiSettings {
+    /// `CARTEIRO_SEND_MAX_BODY_BYTES`, default 256 KiB (attachments included).
+    pub max_body_bytes: usize,
+    /// `CARTEIRO_IDEMPOTENCY_WINDOW_HOURS`, default 168 (7 days).
+    pub idempotency_window: Duration,
+}
+
+impl Default for SendApiSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 256 * 1024,
+            idempotency_window: Duration::from_secs(7 * 24 * 60 * 60),
+        }
+    }
+}
+
+impl SendApiSettings {
+    pub fn from_env(env: Env<'_>) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        Ok(Self {
+            max_body_bytes: usize::try_from(
+                env.number_or("CARTEIRO_SEND_MAX_BODY_BYTES", d.max_body_bytes as u64)?,
+            )
+            .unwrap_or(d.max_body_bytes),
+            idempotency_window: Duration::from_secs(
+                env.number_or("CARTEIRO_IDEMPOTENCY_WINDOW_HOURS", 168)? * 60 * 60,
+            ),
+        })
+    }
+}
+
+/// What the send API needs. Built once per process.
+#[derive(Debug, Clone)]
+pub struct SendApiContext {
+    pub store: Arc<dyn DeliveryStore>,
+    pub outbound: Arc<dyn Queue>,
+    pub secrets: Secrets,
+    pub clock: Arc<dyn Clock>,
+    pub templates: Arc<EmailTemplates>,
+    pub settings: SendApiSettings,
+}
+
+/// Longest `Idempotency-Key` accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// Handles any request under [`MESSAGES_PATH`].
+pub async fn handle(ctx: &SendApiContext, req: ApiRequest) -> ApiResponse {
+    route(ctx, req).await.unwrap_or_else(ApiError::into_response)
+}
+
+async fn route(ctx: &SendApiContext, req: ApiRequest) -> Result<ApiResponse, ApiError> {
+    let path = req.uri().path().trim_end_matches('/').to_owned();
+    if path == MESSAGES_PATH {
+        if req.method() != Method::POST {
+            return Err(ApiError::method_not_allowed("POST"));
+        }
+        let owner = authenticate(ctx, req.headers()).await?;
+        return accept(ctx, &req, &owner).await;
+    }
+    let id = path
+        .strip_prefix(MESSAGES_PATH)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .filter(|id| !id.contains('/'))
+        .ok_or_else(ApiError::not_found)?;
+    if req.method() != Method::GET {
+        return Err(ApiError::method_not_allowed("GET"));
+    }
+    let owner = authenticate(ctx, req.headers()).await?;
+    show(ctx, id, &owner).await
+}
+
+/// The id of the API key the request carries, or 401.
+async fn authenticate(ctx: &SendApiContext, headers: &HeaderMap) -> Result<String, ApiError> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing_api_key", "send Authorization: Bearer <API key>"))?
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("invalid_api_key", "the Authorization header must be Bearer <API key>"))?;
+    let keys = ctx.secrets.api_keys(false).await.map_err(|e| {
+        tracing::error!(error = %e, "cannot read the API keys");
+        ApiError::unavailable("secrets_unavailable", "credentials are unavailable; retry later")
+    })?;
+    // Compare against every key, without stopping at a match, so timing says nothing.
+    let mut owner = None;
+    for key in &keys.keys {
+        let expected = key.key.expose_secret().as_bytes();
+        let matches = !expected.is_empty() && bool::from(expected.ct_eq(presented.as_bytes()));
+        if matches && owner.is_none() {
+            owner = Some(key.id.clone());
+        }
+    }
+    owner.ok_or_else(|| ApiError::unauthorized("invalid_api_key", "the API key is not valid"))
+}
+
+/// The answer to an accepted POST, returned again for a repeated Idempotency-Key.
+#[derive(Debug, Serialize)]
+struct Accepted<'a> {
+    id: &'a str,
+    status: &'static str,
+}
+
+/// What an idempotency record remembers.
+#[derive(Debug, Serialize, Deserialize)]
+struct IdempotencyEntry {
+    request_sha256: String,
+    id: MessageId,
+}
+
+fn validation_error(e: ValidationError) -> ApiError {
+    let field = e.field.clone();
+    let err = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code, e.message);
+    if field.is_empty() { err } else { err.with_field(field) }
+}
+
+async fn accept(ctx: &SendApiContext, req: &ApiRequest, owner: &str) -> Result<ApiResponse, ApiError> {
+    let limit = ctx.settings.max_body_bytes;
+    if req.body().len() > limit {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    if !http::is_json(req.headers()) {
+        return Err(ApiError::unsupported_media_type("application/json"));
+    }
+    let idempotency_key = idempotency_key(req.headers())?;
+    let body: Value = serde_json::from_slice(req.body())
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}")))?;
+    let request = SendRequest::parse(&body).map_err(validation_error)?;
+    check_templates(ctx, &request)?;
+
+    let now = ctx.clock.now();
+    let mut id = MessageId::generate();
+    if let Some(key) = &idempotency_key {
+        let request_sha256 = hex::encode(Sha256::digest(body.to_string().as_bytes()));
+        let entry = IdempotencyEntry { request_sha256, id: id.clone() };
+        let record = InboundRecord {
+            kind: InboundKind::IdempotencyKey,
+            key: idempotency_record_key(owner, key),
+            sub_key: String::new(),
+            received_at: now,
+            expires_at: now.plus(ctx.settings.idempotency_window),
+            payload: serde_json::to_value(&entry).map_err(|_| internal())?,
+        };
+        match ctx.store.put_inbound(&record).await.map_err(store_unavailable)? {
+            InsertOutcome::Inserted => {}
+            InsertOutcome::Duplicate => {
+                let earlier = ctx
+                    .store
+                    .list_inbound(InboundKind::IdempotencyKey, &record.key)
+                    .await
+                    .map_err(store_unavailable)?
+                    .into_iter()
+                    .next()
+                    .and_then(|r| serde_json::from_value::<IdempotencyEntry>(r.payload).ok())
+                    .ok_or_else(|| ApiError::unavailable("store_unavailable", "retry later"))?;
+                if earlier.request_sha256 != entry.request_sha256 {
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "idempotency_key_reused",
+                        "this Idempotency-Key was used with a different body",
+                    )
+                    .with_field("Idempotency-Key"));
+                }
+                // Same request again: answer as the first time. If the first call died
+                // between claiming the key and writing the record, finish its work now.
+                id = earlier.id;
+                if ctx.store.get(&id).await.map_err(store_unavailable)?.is_some() {
+                    return Ok(accepted(&id));
+                }
+            }
+        }
+    }
+
+    let mut record = DeliveryRecord::new_queued(
+        id.clone(),
+        request.message.channel(),
+        request.message.recipient(),
+        body,
+        now,
+    );
+    record.api_key_id = Some(owner.to_owned());
+    if ctx.store.create(&record).await.map_err(store_unavailable)? == CreateOutcome::AlreadyExists {
+        return Ok(accepted(&id));
+    }
+    let job = serde_json::to_string(&DispatchJob { id: id.clone() }).map_err(|_| internal())?;
+    ctx.outbound
+        .send_batch(&[OutgoingMessage::new(job)])
+        .await
+        .map_err(|e| {
+            // The record stays `queued`; the retry sweeper re-enqueues records that never
+            // reached the queue, and a retry with the same Idempotency-Key answers 202.
+            tracing::error!(error = %e, id = %id, "cannot queue an accepted message");
+            ApiError::unavailable("queue_unavailable", "the message was recorded but not queued; retry with the same Idempotency-Key")
+        })?;
+    tracing::info!(id = %id, channel = ?record.channel, "message accepted");
+    Ok(accepted(&id))
+}
+
+fn accepted(id: &MessageId) -> ApiResponse {
+    http::json_response(StatusCode::ACCEPTED, &Accepted { id: id.as_str(), status: "queued" })
+}
+
+fn internal() -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+}
+
+fn store_unavailable(e: crate::ports::store::StoreError) -> ApiError {
+    tracing::error!(error = %e, "delivery store unavailable");
+    ApiError::unavailable("store_unavailable", "the delivery store is unavailable; retry later")
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_idempotency_key",
+                format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"),
+            )
+            .with_field("Idempotency-Key")
+        })?;
+    Ok(Some(key.to_owned()))
+}
+
+/// Keys are scoped to the API key that used them, and hashed so any characters fit a key.
+fn idempotency_record_key(owner: &str, key: &str) -> String {
+    let digest = hex::encode(Sha256::digest(key.as_bytes()));
+    format!("{owner}:{digest}")
+}
+
+/// Email templates are rendered now, so a missing variable is refused with 422 rather than
+/// failing later in dispatch.
+fn check_templates(ctx: &SendApiContext, request: &SendRequest) -> Result<(), ApiError> {
+    let messages = std::iter::once(&request.message).chain(request.fallback.iter());
+    for (i, message) in messages.enumerate() {
+        if let OutboundMessage::Email(email) = message
+            && let EmailBody::Template { name, variables } = &email.body
+        {
+            ctx.templates.render(name, variables).map_err(|e| {
+                let field = if i == 0 { "template".to_owned() } else { format!("fallback[{}].template", i - 1) };
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_template", e.to_string()).with_field(field)
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// `GET /v1/messages/{id}`.
+#[derive(Debug, Serialize)]
+struct MessageView<'a> {
+    id: &'a str,
+    channel: crate::domain::delivery::Channel,
+    status: crate::domain::delivery::DeliveryStatus,
+    recipient: &'a str,
+    provider_message_id: Option<&'a str>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    next_attempt_at: Option<Timestamp>,
+    attempts: &'a [Attempt],
+    events: &'a [ProviderEvent],
+    last_error: Option<&'a DeliveryError>,
+    metadata: Option<&'a Value>,
+}
+
+async fn show(ctx: &SendApiContext, id: &str, owner: &str) -> Result<ApiResponse, ApiError> {
+    // Another key's message and no message look the same from outside.
+    let Ok(id) = MessageId::parse(id) else {
+        return Err(ApiError::not_found());
+    };
+    let record = ctx
+        .store
+        .get(&id)
+        .await
+        .map_err(store_unavailable)?
+        .filter(|r| r.api_key_id.as_deref() == Some(owner))
+        .ok_or_else(ApiError::not_found)?;
+    let view = MessageView {
+        id: record.id.as_str(),
+        channel: record.channel,
+        status: record.status,
+        recipient: &record.recipient,
+        provider_message_id: record.provider_message_id.as_deref(),
+        created_at: record.created_at,
+        updated_at: record.updated_at,
+        next_attempt_at: record.next_attempt_at,
+        attempts: &record.attempts,
+        events: &record.events,
+        last_error: record.last_error.as_ref(),
+        metadata: record.request.get("metadata").filter(|m| !m.is_null()),
+    };
+    Ok(http::json_response(StatusCode::OK, &view))
+}
