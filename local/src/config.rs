@@ -1,5 +1,6 @@
 //! The local runtime's configuration: flags, then environment variables, then defaults.
 
+use carteiro_shared::providers::email::MailerOptions;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,6 +19,8 @@ pub struct Config {
     pub secrets_file: Option<PathBuf>,
     /// How often idle consumers look for new queue messages.
     pub poll_interval: Duration,
+    /// Extra SMTP client options (a test's own root certificate, say).
+    pub smtp_options: MailerOptions,
 }
 
 impl Config {
@@ -28,6 +31,7 @@ impl Config {
             data_dir,
             secrets_file,
             poll_interval: Duration::from_millis(20),
+            smtp_options: MailerOptions::default(),
         }
     }
 }

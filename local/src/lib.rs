@@ -12,10 +12,16 @@ pub mod routes;
 use carteiro_shared::adapters::embedded::EmbeddedDb;
 use carteiro_shared::adapters::file_secrets::FileSecretSource;
 use carteiro_shared::config::{InboundSettings, IntakeSettings};
+use carteiro_shared::dispatch::email::SmtpFromSecrets;
+use carteiro_shared::dispatch::{DispatchContext, DispatchSettings};
 use carteiro_shared::inbound::InboundContext;
 use carteiro_shared::intake::IntakeContext;
-use carteiro_shared::ports::{Clock, SystemClock};
+use carteiro_shared::ports::{Clock, DeliveryStore, Queue, SystemClock};
+use carteiro_shared::providers::email::SmtpSettings;
+use carteiro_shared::providers::templates::EmailTemplates;
+use carteiro_shared::providers::whatsapp::{GraphClient, GraphSettings, SandboxOutbox, WhatsAppSender};
 use carteiro_shared::secrets::Secrets;
+use carteiro_shared::send_api::{SendApiContext, SendApiSettings};
 pub use config::Config;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +31,8 @@ use tokio::sync::watch;
 /// Queue names in the embedded database.
 pub const INBOUND_QUEUE: &str = "inbound";
 pub const INBOUND_DLQ: &str = "inbound-dlq";
+pub const OUTBOUND_QUEUE: &str = "outbound";
+pub const OUTBOUND_DLQ: &str = "outbound-dlq";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -37,6 +45,8 @@ pub enum StartError {
     Store(String),
     #[error("secrets: {0}")]
     Secrets(String),
+    #[error("cannot build the WhatsApp client: {0}")]
+    Http(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -50,6 +60,10 @@ pub struct Gateway {
     pub db: EmbeddedDb,
     pub intake: IntakeContext,
     pub inbound: InboundContext,
+    pub send_api: SendApiContext,
+    pub dispatch: DispatchContext,
+    /// Where WhatsApp messages go when no access token is configured.
+    pub sandbox: Option<Arc<SandboxOutbox>>,
 }
 
 /// A built, listening gateway; [`Application::run`] serves it until shutdown.
@@ -78,17 +92,54 @@ impl Application {
         let source = FileSecretSource::open(&secrets_path)
             .map_err(|e| StartError::Secrets(e.to_string()))?;
         let secrets = Secrets::new(Arc::new(source));
+        let store: Arc<dyn DeliveryStore> = Arc::new(db.store());
+        let outbound: Arc<dyn Queue> = Arc::new(db.queue(OUTBOUND_QUEUE));
+        // Without Meta credentials, WhatsApp goes to an in-memory sandbox instead of Meta.
+        let has_credentials = secrets
+            .whatsapp(false)
+            .await
+            .is_ok_and(|w| w.access_token.is_some() && w.phone_number_id.is_some());
+        let (whatsapp, sandbox): (Arc<dyn WhatsAppSender>, _) = if has_credentials {
+            let graph = GraphClient::new(&GraphSettings::default())
+                .map_err(|e| StartError::Http(e.to_string()))?;
+            (Arc::new(graph), None)
+        } else {
+            let sandbox = Arc::new(SandboxOutbox::new());
+            (sandbox.clone(), Some(sandbox))
+        };
         let gateway = Gateway {
             intake: IntakeContext {
                 queue: Arc::new(db.queue(INBOUND_QUEUE)),
-                secrets,
+                secrets: secrets.clone(),
                 settings: IntakeSettings::default(),
             },
             inbound: InboundContext {
-                store: Arc::new(db.store()),
-                clock,
+                store: store.clone(),
+                clock: clock.clone(),
                 settings: InboundSettings::default(),
             },
+            send_api: SendApiContext {
+                store: store.clone(),
+                outbound: outbound.clone(),
+                secrets: secrets.clone(),
+                clock: clock.clone(),
+                templates: Arc::new(EmailTemplates::embedded()),
+                settings: SendApiSettings::default(),
+            },
+            dispatch: DispatchContext {
+                store,
+                outbound,
+                secrets: secrets.clone(),
+                whatsapp,
+                email: Arc::new(SmtpFromSecrets::new(
+                    secrets,
+                    SmtpSettings::default(),
+                    config.smtp_options.clone(),
+                )),
+                clock,
+                settings: DispatchSettings::default(),
+            },
+            sandbox,
             db,
         };
         let listener = TcpListener::bind(config.listen)
@@ -119,17 +170,22 @@ impl Application {
 
     /// Serves HTTP and runs the consumers until `shutdown` turns true.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
-        let consumer = tokio::spawn(consumer::run_inbound(
-            self.gateway.clone(),
-            self.config.poll_interval,
-            shutdown.clone(),
-        ));
+        let consumers = [consumer::Consumer::Inbound, consumer::Consumer::Dispatch].map(|kind| {
+            tokio::spawn(consumer::run(
+                kind,
+                self.gateway.clone(),
+                self.config.poll_interval,
+                shutdown.clone(),
+            ))
+        });
         let app = routes::router(self.gateway.clone());
         let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
         });
         let served = server.await;
-        let _ = consumer.await;
+        for consumer in consumers {
+            let _ = consumer.await;
+        }
         served
     }
 }

@@ -53,6 +53,7 @@ async fn main() -> ExitCode {
         data_dir: args.data_dir,
         secrets_file: args.secrets_file,
         poll_interval: Duration::from_millis(100),
+        smtp_options: Default::default(),
     };
     let app = match Application::build(config).await {
         Ok(app) => app,
@@ -98,5 +99,11 @@ fn print_banner(app: &Application) {
             }
         }
     }
+    if app.gateway().sandbox.is_some() {
+        println!("  WhatsApp:       SANDBOX — no access_token configured; messages are kept at http://{addr}/sandbox/outbox, not sent to Meta");
+    } else {
+        println!("  WhatsApp:       Graph API (credentials from the secrets file)");
+    }
+    println!("  send API:       POST http://{addr}/v1/messages (Authorization: Bearer <API key>)");
     println!("  webhook URL:    http://{addr}/webhooks/whatsapp   health: http://{addr}/health");
 }

@@ -7,7 +7,7 @@ use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use carteiro_shared::http::{ApiError, ApiRequest, ApiResponse, json_response};
-use carteiro_shared::intake;
+use carteiro_shared::{intake, send_api};
 use http::{Method, StatusCode};
 
 /// API Gateway's own payload limit; the handlers apply their tighter ones.
@@ -31,10 +31,27 @@ async fn handle(State(gateway): State<Gateway>, req: Request) -> Response {
 pub async fn route(gateway: &Gateway, req: ApiRequest) -> ApiResponse {
     match req.uri().path() {
         intake::PATH => intake::handle(&gateway.intake, req).await,
+        path if path == send_api::MESSAGES_PATH || path.starts_with("/v1/messages/") => {
+            send_api::handle(&gateway.send_api, req).await
+        }
+        "/sandbox/outbox" if req.method() == Method::GET => sandbox_outbox(gateway),
         "/health" if req.method() == Method::GET => {
             json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
         }
         "/health" => ApiError::method_not_allowed("GET").into_response(),
         _ => ApiError::not_found().into_response(),
     }
+}
+
+/// Local only: what the WhatsApp sandbox took instead of Meta, newest last.
+fn sandbox_outbox(gateway: &Gateway) -> ApiResponse {
+    let Some(sandbox) = &gateway.sandbox else {
+        return ApiError::not_found().into_response();
+    };
+    let messages: Vec<_> = sandbox
+        .messages()
+        .into_iter()
+        .map(|m| serde_json::json!({"to": m.to, "accepted_at": m.accepted_at, "body": m.body}))
+        .collect();
+    json_response(StatusCode::OK, &serde_json::json!({ "messages": messages }))
 }
