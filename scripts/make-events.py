@@ -7,10 +7,14 @@ shows only real changes. Standard library only.
     python3 scripts/make-events.py           # (re)write events/*.json
     python3 scripts/make-events.py --check   # exit 1 if any file in events/ is stale
 
-The POST body is the minified form of tests/fixtures/whatsapp/webhook_status_delivered.json.
-It is produced once, signed, and written into the event as-is: the signature covers exactly
-the bytes the function will see in `body` (JSON string escaping in the event file is undone by
-the deserialiser, so the UTF-8 bytes are the same).
+The webhook POST body is the minified form of
+tests/fixtures/whatsapp/webhook_status_delivered.json. It is produced once, signed, and written
+into the event as-is: the signature covers exactly the bytes the function will see in `body`
+(JSON string escaping in the event file is undone by the deserialiser, so the UTF-8 bytes are
+the same).
+
+Message ids (`msg_` + 32 lowercase hex digits) are made-up UUIDv7s, as the send API generates
+them: the millisecond timestamp of the event they belong to, then hash-derived bits.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ FIXTURES = ROOT / "tests" / "fixtures" / "whatsapp"
 APP_SECRET = "carteiro-test-app-secret"
 VERIFY_TOKEN = "carteiro-test-verify-token"
 WRONG_APP_SECRET = "not-the-app-secret"
+API_KEY = "carteiro-test-api-key"  # the key of "app-1" in the api_keys document
 
 CHALLENGE = "1158201444"
 PATH = "/webhooks/whatsapp"
@@ -44,8 +49,12 @@ ACCOUNT = "123456789012"
 API_ID = "c4rte1r0ab"
 DOMAIN = f"{API_ID}.execute-api.{REGION}.amazonaws.com"
 INBOUND_QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:carteiro-InboundQueue-EXAMPLE0001"
-# Documentation address (RFC 5737), standing in for Meta's webhook senders.
+OUTBOUND_QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:carteiro-OutboundQueue-EXAMPLE0001"
+# Documentation addresses (RFC 5737), standing in for Meta's webhook senders and for the app
+# that calls the send API.
 META_IP = "203.0.113.10"
+APP_IP = "198.51.100.20"
+MESSAGES_PATH = "/v1/messages"
 # uuid5 namespace for message ids (any fixed UUID works; this one is uuid5(NAMESPACE_DNS, "carteiro")).
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "carteiro")
 
@@ -74,6 +83,16 @@ def clf_time(epoch_ms: int) -> str:
     return t.strftime("%d/%b/%Y:%H:%M:%S +0000")
 
 
+def message_id(name: str, epoch_ms: int) -> str:
+    """A made-up Carteiro message id: `msg_` + a UUIDv7 (48-bit ms timestamp, version 7,
+    variant 10, the other 74 bits from a hash of `name`) as 32 lowercase hex digits."""
+    rand = int.from_bytes(hashlib.sha256(f"message-id-{name}".encode()).digest()[:10], "big")
+    rand_a = rand >> 68  # 12 bits
+    rand_b = rand & ((1 << 62) - 1)  # 62 bits
+    value = (epoch_ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b
+    return f"msg_{uuid.UUID(int=value).hex}"
+
+
 def http_api_request(
     name: str,
     method: str,
@@ -82,9 +101,14 @@ def http_api_request(
     query: list[tuple[str, str]] | None = None,
     headers: dict[str, str] | None = None,
     body: str | None = None,
+    path: str = PATH,
+    route_path: str | None = None,
+    path_parameters: dict[str, str] | None = None,
+    source_ip: str = META_IP,
 ) -> dict:
-    """An API Gateway HTTP API (payload format 2.0) request for `method PATH`, shaped like
-    aws-lambda-rust-runtime's fixture example-apigw-v2-request-no-authorizer.json. Header names
+    """An API Gateway HTTP API (payload format 2.0) request for `method path`, shaped like
+    aws-lambda-rust-runtime's fixture example-apigw-v2-request-no-authorizer.json. `route_path`
+    is the route's template (`/v1/messages/{id}`) when it differs from the path. Header names
     are lower case, as API Gateway delivers them."""
     query = query or []
     raw_query = "&".join(f"{k}={v}" for k, v in query)
@@ -93,18 +117,18 @@ def http_api_request(
         "host": DOMAIN,
         "user-agent": user_agent,
         "x-amzn-trace-id": trace_id(name, epoch_ms // 1000),
-        "x-forwarded-for": META_IP,
+        "x-forwarded-for": source_ip,
         "x-forwarded-port": "443",
         "x-forwarded-proto": "https",
     }
     if body is not None:
         all_headers["content-length"] = str(len(body.encode("utf-8")))
     all_headers.update(headers or {})
-    route_key = f"{method} {PATH}"
+    route_key = f"{method} {route_path or path}"
     event: dict = {
         "version": "2.0",
         "routeKey": route_key,
-        "rawPath": PATH,
+        "rawPath": path,
         "rawQueryString": raw_query,
         "headers": dict(sorted(all_headers.items())),
     }
@@ -117,9 +141,9 @@ def http_api_request(
         "domainPrefix": API_ID,
         "http": {
             "method": method,
-            "path": PATH,
+            "path": path,
             "protocol": "HTTP/1.1",
-            "sourceIp": META_IP,
+            "sourceIp": source_ip,
             "userAgent": user_agent,
         },
         "requestId": request_id(name),
@@ -130,6 +154,8 @@ def http_api_request(
     }
     if body is not None:
         event["body"] = body
+    if path_parameters:
+        event["pathParameters"] = path_parameters
     event["isBase64Encoded"] = False
     return event
 
@@ -156,18 +182,35 @@ def sqs_attributes_md5(attributes: dict[str, str]) -> str:
     return md5.hexdigest()
 
 
-def sqs_record(index: int, body: str, attributes: dict[str, str], sent_ms: int) -> dict:
-    message_id = str(uuid.uuid5(NAMESPACE, f"inbound-{index}"))
-    handle = base64.b64encode(hashlib.sha256(f"receipt-{index}".encode()).digest() * 3).decode()
-    return {
+INTAKE_SENDER = "AROAEXAMPLEINTAKE0001:carteiro-WebhookIntakeFunction-EXAMPLE"
+SEND_API_SENDER = "AROAEXAMPLESENDAPI001:carteiro-SendApiFunction-EXAMPLE"
+DISPATCH_SENDER = "AROAEXAMPLEDISPATCH01:carteiro-DispatchFunction-EXAMPLE"
+
+
+def sqs_record(
+    index: int,
+    body: str,
+    attributes: dict[str, str],
+    sent_ms: int,
+    queue: str = "inbound",
+    sender: str = INTAKE_SENDER,
+    queue_arn: str = INBOUND_QUEUE_ARN,
+    first_receive_ms: int | None = None,
+) -> dict:
+    """One SQS record as the Lambda event source mapping delivers it. Without message
+    attributes SQS sends no `md5OfMessageAttributes`, so the record has none."""
+    message_id = str(uuid.uuid5(NAMESPACE, f"{queue}-{index}"))
+    receipt_seed = f"receipt-{index}" if queue == "inbound" else f"{queue}-receipt-{index}"
+    handle = base64.b64encode(hashlib.sha256(receipt_seed.encode()).digest() * 3).decode()
+    record = {
         "messageId": message_id,
         "receiptHandle": f"AQEB{handle}",
         "body": body,
         "attributes": {
             "ApproximateReceiveCount": "1",
             "SentTimestamp": str(sent_ms),
-            "SenderId": "AROAEXAMPLEINTAKE0001:carteiro-WebhookIntakeFunction-EXAMPLE",
-            "ApproximateFirstReceiveTimestamp": str(sent_ms + 35),
+            "SenderId": sender,
+            "ApproximateFirstReceiveTimestamp": str(first_receive_ms or sent_ms + 35),
         },
         "messageAttributes": {
             name: {
@@ -179,11 +222,17 @@ def sqs_record(index: int, body: str, attributes: dict[str, str], sent_ms: int) 
             for name, value in sorted(attributes.items())
         },
         "md5OfBody": hashlib.md5(body.encode("utf-8")).hexdigest(),
-        "md5OfMessageAttributes": sqs_attributes_md5(attributes),
-        "eventSource": "aws:sqs",
-        "eventSourceARN": INBOUND_QUEUE_ARN,
-        "awsRegion": REGION,
     }
+    if attributes:
+        record["md5OfMessageAttributes"] = sqs_attributes_md5(attributes)
+    record.update(
+        {
+            "eventSource": "aws:sqs",
+            "eventSourceARN": queue_arn,
+            "awsRegion": REGION,
+        }
+    )
+    return record
 
 
 def build() -> dict[str, str]:
@@ -260,6 +309,69 @@ def build() -> dict[str, str]:
         records.append(sqs_record(index, event_body, attributes, post_ms + 60 + index * 25_000))
     files["inbound-events-sqs-batch.json"] = {"Records": records}
 
+    # Send API: an app sends a WhatsApp text with its API key and an Idempotency-Key.
+    send_ms = 1698267000123
+    send_body = json.dumps(
+        {"channel": "whatsapp", "to": "+5511999990001", "text": {"body": "Olá"}},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    app_agent = "curl/8.5.0"
+    files["send-api-post-text.json"] = http_api_request(
+        "send-api-post-text",
+        "POST",
+        send_ms,
+        app_agent,
+        headers={
+            "authorization": f"Bearer {API_KEY}",
+            "content-type": "application/json",
+            "idempotency-key": "order-1042-confirmation",
+        },
+        body=send_body,
+        path=MESSAGES_PATH,
+        source_ip=APP_IP,
+    )
+
+    # ... and reads a message back. The id is an example: the real one is generated when the
+    # POST is handled.
+    sent_id = message_id("send-api-post-text", send_ms + 18)
+    get_ms = send_ms + 4_250
+    files["send-api-get-message.json"] = http_api_request(
+        "send-api-get-message",
+        "GET",
+        get_ms,
+        app_agent,
+        headers={"authorization": f"Bearer {API_KEY}"},
+        path=f"{MESSAGES_PATH}/{sent_id}",
+        route_path=f"{MESSAGES_PATH}/{{id}}",
+        path_parameters={"id": sent_id},
+        source_ip=APP_IP,
+    )
+
+    # SQS batch for dispatch: the job the send API queued for that message, and a retry that
+    # dispatch put back on its own queue with a delay. Bodies as serde_json writes a DispatchJob.
+    retry_id = message_id("dispatch-retry", send_ms - 95_000)
+    jobs = [
+        (sent_id, SEND_API_SENDER, send_ms + 31, None),
+        # Re-enqueued with DelaySeconds 30 after a throttled attempt: received when it is due.
+        (retry_id, DISPATCH_SENDER, send_ms - 30_000 + 12, send_ms + 44),
+    ]
+    files["dispatch-sqs-batch.json"] = {
+        "Records": [
+            sqs_record(
+                index,
+                json.dumps({"id": job_id}, separators=(",", ":")),
+                {},
+                sent,
+                queue="outbound",
+                sender=sender,
+                queue_arn=OUTBOUND_QUEUE_ARN,
+                first_receive_ms=first_receive,
+            )
+            for index, (job_id, sender, sent, first_receive) in enumerate(jobs)
+        ]
+    }
+
     return {
         name: json.dumps(event, indent=2, ensure_ascii=False) + "\n"
         for name, event in sorted(files.items())
@@ -275,6 +387,16 @@ def self_check(files: dict[str, str]) -> None:
     bad = json.loads(files["webhook-intake-post-bad-signature.json"])
     if bad["headers"]["x-hub-signature-256"] == expected or bad["body"] != post["body"]:
         raise SystemExit("internal error: the bad-signature event is not a bad signature")
+    # Message ids must parse as carteiro-shared's MessageId: msg_ + 32 lowercase hex digits.
+    get = json.loads(files["send-api-get-message.json"])
+    batch = json.loads(files["dispatch-sqs-batch.json"])
+    ids = [get["pathParameters"]["id"]] + [json.loads(r["body"])["id"] for r in batch["Records"]]
+    for id_ in ids:
+        rest = id_.removeprefix("msg_")
+        if rest == id_ or len(rest) != 32 or rest.strip("0123456789abcdef"):
+            raise SystemExit(f"internal error: {id_!r} is not a Carteiro message id")
+    if get["rawPath"] != f"{MESSAGES_PATH}/{ids[0]}" or ids[1] != ids[0]:
+        raise SystemExit("internal error: the GET and the first dispatch job name different messages")
 
 
 def main() -> int:

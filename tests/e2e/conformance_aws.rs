@@ -21,7 +21,7 @@ use carteiro_shared::domain::time::Timestamp;
 use carteiro_shared::ports::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 use carteiro_shared::ports::secrets::{SecretError, SecretName, SecretSource};
 use carteiro_shared::ports::store::{
-    DeliveryStore, InboundKind, InboundRecord, InsertOutcome, StoreError,
+    DeliveryStore, KeptKind, KeptRecord, InsertOutcome, StoreError,
 };
 use secrecy::ExposeSecret;
 use std::collections::BTreeSet;
@@ -419,9 +419,9 @@ fn queued_record() -> DeliveryRecord {
     )
 }
 
-fn inbound(key: &str, sub_key: &str, expires_at: Timestamp) -> InboundRecord {
-    InboundRecord {
-        kind: InboundKind::AccountEvent,
+fn inbound(key: &str, sub_key: &str, expires_at: Timestamp) -> KeptRecord {
+    KeptRecord {
+        kind: KeptKind::AccountEvent,
         key: key.to_owned(),
         sub_key: sub_key.to_owned(),
         received_at: Timestamp::now(),
@@ -519,8 +519,8 @@ async fn aws_dynamo_inbound_expiry_is_ttl_seconds_and_filtered_on_read() {
     let expires = Timestamp::from_millis(Timestamp::now().as_millis() / 1000 * 1000 + 3_600_500);
     let live = inbound(&key, "live", expires);
     let gone = inbound(&key, "gone", Timestamp::from_secs(1_000));
-    s.put_inbound(&live).await.unwrap();
-    s.put_inbound(&gone).await.unwrap();
+    s.put_kept(&live).await.unwrap();
+    s.put_kept(&gone).await.unwrap();
 
     let ttl_of = |sk: &'static str| {
         let (client, table, key) = (client.clone(), table.clone(), key.clone());
@@ -549,18 +549,18 @@ async fn aws_dynamo_inbound_expiry_is_ttl_seconds_and_filtered_on_read() {
     assert_eq!(ttl_of("gone").await, 1_000);
 
     assert_eq!(
-        s.list_inbound(InboundKind::AccountEvent, &key)
+        s.list_kept(KeptKind::AccountEvent, &key)
             .await
             .unwrap(),
         vec![live.clone()]
     );
     let again = inbound(&key, "gone", expires);
     assert_eq!(
-        s.put_inbound(&again).await.unwrap(),
+        s.put_kept(&again).await.unwrap(),
         InsertOutcome::Inserted
     );
     assert_eq!(
-        s.list_inbound(InboundKind::AccountEvent, &key)
+        s.list_kept(KeptKind::AccountEvent, &key)
             .await
             .unwrap(),
         vec![again, live]

@@ -10,7 +10,7 @@ use carteiro_shared::domain::time::Timestamp;
 use carteiro_shared::ports::clock::Clock;
 use carteiro_shared::ports::queue::{OutgoingMessage, Queue};
 use carteiro_shared::ports::secrets::{SecretError, SecretName, SecretSource};
-use carteiro_shared::ports::store::{DeliveryStore, InboundKind, InboundRecord, InsertOutcome};
+use carteiro_shared::ports::store::{DeliveryStore, KeptKind, KeptRecord, InsertOutcome};
 use secrecy::ExposeSecret;
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -120,8 +120,8 @@ async fn file_backed_db_passes_the_suite_and_keeps_everything_across_reopen() {
     let record = conformance::rich_record();
     store.create(&record).await.unwrap();
     let now = Timestamp::now();
-    let inbound = InboundRecord {
-        kind: InboundKind::Message,
+    let inbound = KeptRecord {
+        kind: KeptKind::Message,
         key: "wamid.persisted".to_owned(),
         sub_key: String::new(),
         received_at: now,
@@ -129,7 +129,7 @@ async fn file_backed_db_passes_the_suite_and_keeps_everything_across_reopen() {
         payload: json!({ "text": "persisted" }),
     };
     assert_eq!(
-        store.put_inbound(&inbound).await.unwrap(),
+        store.put_kept(&inbound).await.unwrap(),
         InsertOutcome::Inserted
     );
     let q = db.queue("outbound");
@@ -148,7 +148,7 @@ async fn file_backed_db_passes_the_suite_and_keeps_everything_across_reopen() {
     assert_eq!(store.get(&record.id).await.unwrap(), Some(record));
     assert_eq!(
         store
-            .list_inbound(InboundKind::Message, "wamid.persisted")
+            .list_kept(KeptKind::Message, "wamid.persisted")
             .await
             .unwrap(),
         vec![inbound]
@@ -411,8 +411,8 @@ async fn purge_removes_only_expired_inbound_records() {
     let db = EmbeddedDb::in_memory().unwrap();
     let store = db.store();
     let now = Timestamp::now();
-    let record = |sub_key: &str, expires_at: Timestamp| InboundRecord {
-        kind: InboundKind::OrphanStatus,
+    let record = |sub_key: &str, expires_at: Timestamp| KeptRecord {
+        kind: KeptKind::OrphanStatus,
         key: "wamid.purge".to_owned(),
         sub_key: sub_key.to_owned(),
         received_at: now,
@@ -420,15 +420,15 @@ async fn purge_removes_only_expired_inbound_records() {
         payload: json!({}),
     };
     let live = record("live", now.plus(Duration::from_secs(3600)));
-    store.put_inbound(&live).await.unwrap();
+    store.put_kept(&live).await.unwrap();
     store
-        .put_inbound(&record("gone", Timestamp::from_millis(now.as_millis() - 1)))
+        .put_kept(&record("gone", Timestamp::from_millis(now.as_millis() - 1)))
         .await
         .unwrap();
-    assert_eq!(db.purge_expired_inbound().await.unwrap(), 1);
+    assert_eq!(db.purge_expired_kept().await.unwrap(), 1);
     assert_eq!(
         store
-            .list_inbound(InboundKind::OrphanStatus, "wamid.purge")
+            .list_kept(KeptKind::OrphanStatus, "wamid.purge")
             .await
             .unwrap(),
         vec![live]

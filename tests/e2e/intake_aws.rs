@@ -11,7 +11,7 @@ use carteiro_shared::config::{InboundSettings, IntakeSettings};
 use carteiro_shared::domain::DeliveryStatus;
 use carteiro_shared::inbound::InboundContext;
 use carteiro_shared::intake::IntakeContext;
-use carteiro_shared::ports::{DeliveryStore, InboundKind, Queue, SystemClock};
+use carteiro_shared::ports::{DeliveryStore, KeptKind, Queue, SystemClock};
 use carteiro_shared::secrets::Secrets;
 use lambda_runtime::{Context, LambdaEvent};
 use std::sync::Arc;
@@ -139,7 +139,7 @@ async fn aws_inbound_message_and_account_events_are_stored() {
 
     let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let wamid = parsed["entry"][0]["changes"][0]["value"]["messages"][0]["id"].as_str().unwrap();
-    let stored = stack.store.list_inbound(InboundKind::Message, wamid).await.unwrap();
+    let stored = stack.store.list_kept(KeptKind::Message, wamid).await.unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].payload["message"]["type"], "image");
 }

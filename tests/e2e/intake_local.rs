@@ -4,7 +4,7 @@
 use carteiro_e2e::local::spawn_app;
 use carteiro_e2e::webhooks::{APP_SECRET, VERIFY_TOKEN, fixture, new_wamid, sent_record, sign, status_payload};
 use carteiro_shared::domain::DeliveryStatus;
-use carteiro_shared::ports::InboundKind;
+use carteiro_shared::ports::KeptKind;
 use std::time::Duration;
 
 async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
@@ -91,7 +91,7 @@ async fn local_inbound_message_fixture_is_stored_for_the_app() {
         let store = store.clone();
         let wamid = wamid.clone();
         async move {
-            let found = store.list_inbound(InboundKind::Message, &wamid).await.unwrap();
+            let found = store.list_kept(KeptKind::Message, &wamid).await.unwrap();
             (!found.is_empty()).then_some(found)
         }
     })
@@ -113,7 +113,7 @@ async fn local_status_for_an_unknown_wamid_is_kept_for_reconciliation() {
         let store = store.clone();
         let wamid = wamid.clone();
         async move {
-            let found = store.list_inbound(InboundKind::OrphanStatus, &wamid).await.unwrap();
+            let found = store.list_kept(KeptKind::OrphanStatus, &wamid).await.unwrap();
             (!found.is_empty()).then_some(found)
         }
     })

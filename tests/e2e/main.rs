@@ -6,4 +6,6 @@ mod conformance_embedded;
 mod hostile;
 mod intake_aws;
 mod intake_local;
+mod send_hostile;
+mod send_local;
 mod status_ordering;

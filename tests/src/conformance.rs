@@ -27,7 +27,7 @@ use carteiro_shared::domain::ids::{MessageId, Wamid};
 use carteiro_shared::domain::time::Timestamp;
 use carteiro_shared::ports::queue::{MAX_BATCH, OutgoingMessage, Queue, ReceivedMessage};
 use carteiro_shared::ports::store::{
-    CreateOutcome, DeliveryStore, InboundKind, InboundRecord, InsertOutcome, ReplaceOutcome,
+    CreateOutcome, DeliveryStore, KeptKind, KeptRecord, InsertOutcome, ReplaceOutcome,
 };
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -588,9 +588,9 @@ pub async fn store_find_by_wamid_after_the_provider_id_is_set(store: &dyn Delive
     assert_eq!(store.find_by_wamid(&other).await.unwrap(), None);
 }
 
-fn inbound(kind: InboundKind, key: &str, sub_key: &str, ttl: Duration) -> InboundRecord {
+fn inbound(kind: KeptKind, key: &str, sub_key: &str, ttl: Duration) -> KeptRecord {
     let now = Timestamp::now();
-    InboundRecord {
+    KeptRecord {
         kind,
         key: key.to_owned(),
         sub_key: sub_key.to_owned(),
@@ -600,7 +600,7 @@ fn inbound(kind: InboundKind, key: &str, sub_key: &str, ttl: Duration) -> Inboun
     }
 }
 
-fn expired(kind: InboundKind, key: &str, sub_key: &str) -> InboundRecord {
+fn expired(kind: KeptKind, key: &str, sub_key: &str) -> KeptRecord {
     let mut r = inbound(kind, key, sub_key, Duration::ZERO);
     r.received_at = Timestamp::from_millis(r.received_at.as_millis() - 120_000);
     r.expires_at = Timestamp::from_millis(r.expires_at.as_millis() - 60_000);
@@ -609,78 +609,78 @@ fn expired(kind: InboundKind, key: &str, sub_key: &str) -> InboundRecord {
 
 const DAY: Duration = Duration::from_secs(86_400);
 
-/// `put_inbound` writes once: the first put is `Inserted`, a second with the same kind, key and
+/// `put_kept` writes once: the first put is `Inserted`, a second with the same kind, key and
 /// sub-key is a `Duplicate` that leaves the first in place.
 pub async fn store_inbound_put_is_insert_once(store: &dyn DeliveryStore) {
     let key = format!("wamid.{}", uuid::Uuid::now_v7().simple());
-    let first = inbound(InboundKind::Message, &key, "", DAY);
+    let first = inbound(KeptKind::Message, &key, "", DAY);
     assert_eq!(
-        store.put_inbound(&first).await.unwrap(),
+        store.put_kept(&first).await.unwrap(),
         InsertOutcome::Inserted
     );
 
-    let mut again = inbound(InboundKind::Message, &key, "", DAY);
+    let mut again = inbound(KeptKind::Message, &key, "", DAY);
     again.payload = json!({ "different": true });
     assert_eq!(
-        store.put_inbound(&again).await.unwrap(),
+        store.put_kept(&again).await.unwrap(),
         InsertOutcome::Duplicate
     );
     assert_eq!(
-        store.put_inbound(&first).await.unwrap(),
+        store.put_kept(&first).await.unwrap(),
         InsertOutcome::Duplicate
     );
 
     // Same key, another kind: a different record.
-    let other_kind = inbound(InboundKind::AccountEvent, &key, "", DAY);
+    let other_kind = inbound(KeptKind::AccountEvent, &key, "", DAY);
     assert_eq!(
-        store.put_inbound(&other_kind).await.unwrap(),
+        store.put_kept(&other_kind).await.unwrap(),
         InsertOutcome::Inserted
     );
 
     assert_eq!(
         store
-            .list_inbound(InboundKind::Message, &key)
+            .list_kept(KeptKind::Message, &key)
             .await
             .unwrap(),
         vec![first]
     );
     assert_eq!(
         store
-            .list_inbound(InboundKind::AccountEvent, &key)
+            .list_kept(KeptKind::AccountEvent, &key)
             .await
             .unwrap(),
         vec![other_kind]
     );
 }
 
-/// `list_inbound` returns the unexpired records of one kind and key, ordered by sub-key, and
+/// `list_kept` returns the unexpired records of one kind and key, ordered by sub-key, and
 /// nothing else: not expired ones, not other kinds, not other keys.
 pub async fn store_list_inbound_orders_by_sub_key_and_skips_expired(store: &dyn DeliveryStore) {
     let key = format!("wamid.{}", uuid::Uuid::now_v7().simple());
-    let kind = InboundKind::OrphanStatus;
+    let kind = KeptKind::OrphanStatus;
     let read = inbound(kind, &key, "read", DAY);
     let delivered = inbound(kind, &key, "delivered", DAY);
     let sent = inbound(kind, &key, "sent", DAY);
     let failed = expired(kind, &key, "failed");
     for r in [&read, &failed, &sent, &delivered] {
-        store.put_inbound(r).await.unwrap();
+        store.put_kept(r).await.unwrap();
     }
     store
-        .put_inbound(&inbound(InboundKind::Message, &key, "sent", DAY))
+        .put_kept(&inbound(KeptKind::Message, &key, "sent", DAY))
         .await
         .unwrap();
     store
-        .put_inbound(&inbound(kind, &format!("{key}-other"), "a", DAY))
+        .put_kept(&inbound(kind, &format!("{key}-other"), "a", DAY))
         .await
         .unwrap();
 
     assert_eq!(
-        store.list_inbound(kind, &key).await.unwrap(),
+        store.list_kept(kind, &key).await.unwrap(),
         vec![delivered, read, sent]
     );
     assert_eq!(
         store
-            .list_inbound(kind, &format!("{}", uuid::Uuid::now_v7()))
+            .list_kept(kind, &format!("{}", uuid::Uuid::now_v7()))
             .await
             .unwrap(),
         vec![]
@@ -691,24 +691,24 @@ pub async fn store_list_inbound_orders_by_sub_key_and_skips_expired(store: &dyn 
 /// is `Inserted`, and the new record is the one listed.
 pub async fn store_expired_inbound_record_counts_as_absent(store: &dyn DeliveryStore) {
     let key = format!("wamid.{}", uuid::Uuid::now_v7().simple());
-    let old = expired(InboundKind::OrphanStatus, &key, "delivered");
-    store.put_inbound(&old).await.unwrap();
+    let old = expired(KeptKind::OrphanStatus, &key, "delivered");
+    store.put_kept(&old).await.unwrap();
     assert_eq!(
         store
-            .list_inbound(InboundKind::OrphanStatus, &key)
+            .list_kept(KeptKind::OrphanStatus, &key)
             .await
             .unwrap(),
         vec![]
     );
 
-    let fresh = inbound(InboundKind::OrphanStatus, &key, "delivered", DAY);
+    let fresh = inbound(KeptKind::OrphanStatus, &key, "delivered", DAY);
     assert_eq!(
-        store.put_inbound(&fresh).await.unwrap(),
+        store.put_kept(&fresh).await.unwrap(),
         InsertOutcome::Inserted
     );
     assert_eq!(
         store
-            .list_inbound(InboundKind::OrphanStatus, &key)
+            .list_kept(KeptKind::OrphanStatus, &key)
             .await
             .unwrap(),
         vec![fresh]

@@ -1,6 +1,6 @@
 //! The local runtime on an ephemeral loopback port, as a test sees it from outside.
 
-use crate::webhooks::whatsapp_secret_json;
+use crate::webhooks::{API_KEY, API_KEY_ID, OTHER_API_KEY, whatsapp_secret_json};
 use carteiro_local::{Application, Config, Gateway};
 use serde_json::json;
 use std::net::SocketAddr;
@@ -13,12 +13,55 @@ pub struct TestApp {
     pub gateway: Gateway,
     pub http: reqwest::Client,
     _stop: watch::Sender<bool>,
-    _data_dir: tempfile::TempDir,
+    data_dir: tempfile::TempDir,
 }
 
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// The secrets file the gateway reads (rewrite it to rotate a secret).
+    pub fn secrets_file(&self) -> std::path::PathBuf {
+        self.data_dir.path().join("secrets.json")
+    }
+
+    /// POSTs a send request with the test API key and an optional Idempotency-Key.
+    pub async fn send(&self, body: &serde_json::Value, idempotency_key: Option<&str>) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(self.url("/v1/messages"))
+            .bearer_auth(API_KEY)
+            .json(body);
+        if let Some(key) = idempotency_key {
+            req = req.header("idempotency-key", key);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// GETs a message with the test API key.
+    pub async fn message(&self, id: &str) -> (u16, serde_json::Value) {
+        let res = self
+            .http
+            .get(self.url(&format!("/v1/messages/{id}")))
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Polls a message until `done` holds (5 s at most).
+    pub async fn message_when(&self, id: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        for _ in 0..250 {
+            let (status, body) = self.message(id).await;
+            if status == 200 && done(&body) {
+                return body;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("message {id} never reached the expected state: {:?}", self.message(id).await);
     }
 
     /// POSTs a webhook body signed with `secret` (pass `None` for no signature header).
@@ -35,15 +78,25 @@ impl TestApp {
     }
 }
 
+/// The secrets every test gateway starts with: WhatsApp without an access token (so the
+/// sandbox takes WhatsApp messages) and one API key.
+pub fn default_secrets() -> serde_json::Value {
+    json!({
+        "whatsapp": whatsapp_secret_json(),
+        "api_keys": { "keys": [ { "id": API_KEY_ID, "key": API_KEY }, { "id": "other-app", "key": OTHER_API_KEY } ] },
+    })
+}
+
 /// Starts the local runtime with the test secrets in a fresh data directory.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(default_secrets()).await
+}
+
+/// Starts the local runtime with the given secrets document.
+pub async fn spawn_app_with(secrets: serde_json::Value) -> TestApp {
     let data_dir = tempfile::tempdir().unwrap();
     let secrets_file = data_dir.path().join("secrets.json");
-    std::fs::write(
-        &secrets_file,
-        json!({ "whatsapp": whatsapp_secret_json() }).to_string(),
-    )
-    .unwrap();
+    std::fs::write(&secrets_file, secrets.to_string()).unwrap();
     let config = Config::for_tests(data_dir.path().join("data"), Some(secrets_file));
     let app = Application::build(config).await.unwrap();
     let addr = app.local_addr().unwrap();
@@ -55,6 +108,6 @@ pub async fn spawn_app() -> TestApp {
         gateway,
         http: reqwest::Client::new(),
         _stop: stop,
-        _data_dir: data_dir,
+        data_dir,
     }
 }

@@ -10,6 +10,11 @@ use std::path::PathBuf;
 pub const APP_SECRET: &str = "carteiro-test-app-secret";
 pub const PREVIOUS_APP_SECRET: &str = "carteiro-test-previous-app-secret";
 pub const VERIFY_TOKEN: &str = "carteiro-test-verify-token";
+pub const API_KEY_ID: &str = "app-1";
+pub const API_KEY: &str = "carteiro-test-api-key";
+pub const OTHER_API_KEY: &str = "carteiro-test-other-api-key";
+pub const ACCESS_TOKEN: &str = "EAAG-carteiro-test-token";
+pub const PHONE_NUMBER_ID: &str = "1122334455667";
 
 /// The `whatsapp` secret document for tests.
 pub fn whatsapp_secret_json() -> serde_json::Value {

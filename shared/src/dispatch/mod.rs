@@ -183,6 +183,8 @@ async fn claim(
 }
 
 async fn requeue(ctx: &DispatchContext, job: &DispatchJob, wait: Duration) -> Result<(), QueueError> {
+    // SQS delays are whole seconds; rounding down would deliver the job before it is due.
+    let wait = Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
     let body = serde_json::to_string(job).map_err(|e| QueueError::Unavailable(e.to_string()))?;
     ctx.outbound
         .send_batch(&[OutgoingMessage::new(body).with_delay(wait)])

@@ -484,10 +484,18 @@ fn parse_template(o: &Map<String, Value>, path: &str) -> Result<WhatsAppContent>
     if !valid_code {
         return Err(ValidationError::invalid(&lpath, "must be a language code such as pt_BR"));
     }
-    let components = match o.get("components") {
+    let mut components = match o.get("components") {
         None | Some(Value::Null) => Vec::new(),
         v => array(v, &format!("{path}.components"))?.to_vec(),
     };
+    for component in &mut components {
+        // Meta documents the button index as a string ("0"); accept a number and send that.
+        if let Some(index) = component.get_mut("index")
+            && let Some(n) = index.as_u64()
+        {
+            *index = Value::String(n.to_string());
+        }
+    }
     for (i, component) in components.iter().enumerate() {
         let cpath = format!("{path}.components[{i}]");
         let c = object(component, &cpath)?;

@@ -18,7 +18,7 @@ use crate::domain::ids::{MessageId, Wamid};
 use crate::domain::time::Timestamp;
 use crate::ports::clock::Clock;
 use crate::ports::store::{
-    DeliveryStore, InboundKind, InboundRecord, InsertOutcome, ReplaceOutcome, StoreError,
+    DeliveryStore, KeptKind, KeptRecord, InsertOutcome, ReplaceOutcome, StoreError,
 };
 pub use crate::batch::QueuedEvent;
 use crate::batch::process_concurrently;
@@ -81,15 +81,15 @@ pub async fn process(ctx: &InboundContext, body: &str) -> Result<Outcome, Proces
             Err(_) => store_account_event(ctx, &event, now).await,
         },
         InboundEvent::Message { message, .. } => {
-            let record = InboundRecord {
-                kind: InboundKind::Message,
+            let record = KeptRecord {
+                kind: KeptKind::Message,
                 key: message.id.clone(),
                 sub_key: String::new(),
                 received_at: now,
                 expires_at: now.plus(ctx.settings.message_ttl),
                 payload: to_value(&event)?,
             };
-            stored(ctx.store.put_inbound(&record).await?)
+            stored(ctx.store.put_kept(&record).await?)
         }
         InboundEvent::Errors { .. } | InboundEvent::Field { .. } => {
             store_account_event(ctx, &event, now).await
@@ -105,15 +105,15 @@ async fn store_account_event(
     let payload = to_value(event)?;
     // Identical events (Meta's retries) share a key, so they are stored once.
     let key = hex::encode(Sha256::digest(payload.to_string().as_bytes()));
-    let record = InboundRecord {
-        kind: InboundKind::AccountEvent,
+    let record = KeptRecord {
+        kind: KeptKind::AccountEvent,
         key,
         sub_key: String::new(),
         received_at: now,
         expires_at: now.plus(ctx.settings.message_ttl),
         payload,
     };
-    stored(ctx.store.put_inbound(&record).await?)
+    stored(ctx.store.put_kept(&record).await?)
 }
 
 fn stored(outcome: InsertOutcome) -> Result<Outcome, ProcessError> {
@@ -134,8 +134,8 @@ async fn apply_status(
     now: Timestamp,
 ) -> Result<Outcome, ProcessError> {
     let Some(record) = find_record(ctx.store.as_ref(), update).await? else {
-        let orphan = InboundRecord {
-            kind: InboundKind::OrphanStatus,
+        let orphan = KeptRecord {
+            kind: KeptKind::OrphanStatus,
             key: update.wamid.as_str().to_owned(),
             sub_key: update.status.as_str().to_owned(),
             received_at: now,
@@ -143,7 +143,7 @@ async fn apply_status(
             payload: to_value(event)?,
         };
         tracing::info!(wamid = %update.wamid, status = update.status.as_str(), "status for an unknown message kept for reconciliation");
-        return Ok(match ctx.store.put_inbound(&orphan).await? {
+        return Ok(match ctx.store.put_kept(&orphan).await? {
             InsertOutcome::Inserted => Outcome::OrphanKept,
             InsertOutcome::Duplicate => Outcome::Duplicate,
         });
@@ -214,7 +214,7 @@ pub async fn reconcile_orphans(
     wamid: &Wamid,
     now: Timestamp,
 ) -> Result<StatusChange, ProcessError> {
-    let orphans = store.list_inbound(InboundKind::OrphanStatus, wamid.as_str()).await?;
+    let orphans = store.list_kept(KeptKind::OrphanStatus, wamid.as_str()).await?;
     let updates: Vec<StatusUpdate> = orphans
         .iter()
         .filter_map(|o| match serde_json::from_value::<InboundEvent>(o.payload.clone()) {

@@ -11,6 +11,6 @@ pub use clock::{Clock, SystemClock};
 pub use queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 pub use secrets::{SecretError, SecretName, SecretSource};
 pub use store::{
-    CreateOutcome, DeliveryStore, InboundKind, InboundRecord, InsertOutcome, ReplaceOutcome,
+    CreateOutcome, DeliveryStore, KeptKind, KeptRecord, InsertOutcome, ReplaceOutcome,
     StoreError,
 };

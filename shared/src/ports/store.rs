@@ -1,5 +1,6 @@
-//! The delivery store: delivery records, written only by conditional writes, and inbound
-//! records (messages, account events, statuses awaiting reconciliation), written at most once.
+//! The delivery store: delivery records, written only by conditional writes, and *kept
+//! records* — inbound messages, account events, statuses awaiting their record, idempotency
+//! keys — each written at most once per key and kept until it expires.
 
 use crate::domain::delivery::DeliveryRecord;
 use crate::domain::ids::{MessageId, Wamid};
@@ -24,14 +25,14 @@ pub enum ReplaceOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InsertOutcome {
     Inserted,
-    /// An inbound record with the same kind, key and sub-key exists; nothing was written.
+    /// A kept record with the same kind, key and sub-key exists; nothing was written.
     Duplicate,
 }
 
-/// What an [`InboundRecord`] holds.
+/// What a [`KeptRecord`] holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum InboundKind {
+pub enum KeptKind {
     /// A message a user sent to the business; key = its wamid.
     Message,
     /// A status for a wamid no delivery record claims (yet); key = wamid, sub-key = status.
@@ -43,7 +44,7 @@ pub enum InboundKind {
     IdempotencyKey,
 }
 
-impl InboundKind {
+impl KeptKind {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Message => "message",
@@ -54,11 +55,11 @@ impl InboundKind {
     }
 }
 
-/// Something Meta told us that is not (or not yet) part of a delivery record, kept until
-/// `expires_at` for the callback and reconciliation work to pick up.
+/// A write-once record kept until `expires_at`: something Meta told us that is not (or not
+/// yet) part of a delivery record, or an idempotency key the send API has seen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct InboundRecord {
-    pub kind: InboundKind,
+pub struct KeptRecord {
+    pub kind: KeptKind,
     pub key: String,
     /// Distinguishes several records under one key (the status of an orphan); may be empty.
     #[serde(default)]
@@ -98,13 +99,13 @@ pub trait DeliveryStore: Send + Sync + std::fmt::Debug {
         expected_version: u64,
     ) -> Result<ReplaceOutcome, StoreError>;
 
-    /// Writes an inbound record unless one with the same kind, key and sub-key exists.
-    async fn put_inbound(&self, record: &InboundRecord) -> Result<InsertOutcome, StoreError>;
+    /// Writes a kept record unless an unexpired one with the same kind, key and sub-key exists.
+    async fn put_kept(&self, record: &KeptRecord) -> Result<InsertOutcome, StoreError>;
 
-    /// Every unexpired inbound record of `kind` under `key`, ordered by sub-key.
-    async fn list_inbound(
+    /// Every unexpired kept record of `kind` under `key`, ordered by sub-key.
+    async fn list_kept(
         &self,
-        kind: InboundKind,
+        kind: KeptKind,
         key: &str,
-    ) -> Result<Vec<InboundRecord>, StoreError>;
+    ) -> Result<Vec<KeptRecord>, StoreError>;
 }

@@ -587,9 +587,9 @@ pub struct SandboxMessage {
     pub accepted_at: Timestamp,
 }
 
-/// A [`WhatsAppSender`] that keeps messages in memory and accepts them all, as Meta would
-/// with `message_status: "accepted"`. The local runtime uses it when no access token is
-/// configured, so apps can be developed without a Meta account.
+/// A [`WhatsAppSender`] that keeps messages in memory and accepts them all, with
+/// `message_status: "sandbox"` so every record shows it never reached Meta. The local runtime
+/// uses it when no access token is configured, so apps can be developed without a Meta account.
 #[derive(Debug, Default)]
 pub struct SandboxOutbox {
     messages: Mutex<Vec<SandboxMessage>>,
@@ -629,7 +629,7 @@ impl WhatsAppSender for SandboxOutbox {
         tracing::info!(wamid = %id, "sandbox: message kept in memory, not sent to Meta");
         SendOutcome::Accepted {
             provider_message_id: id,
-            message_status: Some("accepted".to_owned()),
+            message_status: Some("sandbox".to_owned()),
         }
     }
 }

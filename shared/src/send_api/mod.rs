@@ -13,7 +13,7 @@ use crate::domain::time::Timestamp;
 use crate::http::{self, ApiError, ApiRequest, ApiResponse};
 use crate::ports::clock::Clock;
 use crate::ports::queue::{OutgoingMessage, Queue};
-use crate::ports::store::{CreateOutcome, DeliveryStore, InboundKind, InboundRecord, InsertOutcome};
+use crate::ports::store::{CreateOutcome, DeliveryStore, KeptKind, KeptRecord, InsertOutcome};
 use crate::providers::templates::EmailTemplates;
 use crate::secrets::Secrets;
 use ::http::{HeaderMap, Method, StatusCode, header};
@@ -173,20 +173,20 @@ async fn accept(ctx: &SendApiContext, req: &ApiRequest, owner: &str) -> Result<A
     if let Some(key) = &idempotency_key {
         let request_sha256 = hex::encode(Sha256::digest(body.to_string().as_bytes()));
         let entry = IdempotencyEntry { request_sha256, id: id.clone() };
-        let record = InboundRecord {
-            kind: InboundKind::IdempotencyKey,
+        let record = KeptRecord {
+            kind: KeptKind::IdempotencyKey,
             key: idempotency_record_key(owner, key),
             sub_key: String::new(),
             received_at: now,
             expires_at: now.plus(ctx.settings.idempotency_window),
             payload: serde_json::to_value(&entry).map_err(|_| internal())?,
         };
-        match ctx.store.put_inbound(&record).await.map_err(store_unavailable)? {
+        match ctx.store.put_kept(&record).await.map_err(store_unavailable)? {
             InsertOutcome::Inserted => {}
             InsertOutcome::Duplicate => {
                 let earlier = ctx
                     .store
-                    .list_inbound(InboundKind::IdempotencyKey, &record.key)
+                    .list_kept(KeptKind::IdempotencyKey, &record.key)
                     .await
                     .map_err(store_unavailable)?
                     .into_iter()

@@ -1144,7 +1144,7 @@ async fn sandbox_records_the_exact_graph_body_and_accepts_it() {
                 provider_message_id,
                 message_status,
             } => {
-                assert_eq!(message_status.as_deref(), Some("accepted"));
+                assert_eq!(message_status.as_deref(), Some("sandbox"));
                 assert!(
                     provider_message_id.starts_with("wamid.sandbox."),
                     "{provider_message_id}"

@@ -18,7 +18,7 @@
 //! `expires_at` is the table's TTL attribute and is therefore stored in epoch **seconds**
 //! (rounded up, so TTL never removes a record early); the exact millisecond instant is kept
 //! in `expires_at_ms`. TTL deletion is lazy (typically within two days), so reads drop
-//! expired records themselves, and `put_inbound` may overwrite a record that expired but is
+//! expired records themselves, and `put_kept` may overwrite a record that expired but is
 //! still stored.
 
 use super::describe_sdk_error;
@@ -28,7 +28,7 @@ use crate::domain::ids::{MessageId, Wamid};
 use crate::domain::time::Timestamp;
 use crate::ports::clock::{Clock, SystemClock};
 use crate::ports::store::{
-    CreateOutcome, DeliveryStore, InboundKind, InboundRecord, InsertOutcome, ReplaceOutcome,
+    CreateOutcome, DeliveryStore, KeptKind, KeptRecord, InsertOutcome, ReplaceOutcome,
     StoreError,
 };
 use async_trait::async_trait;
@@ -153,7 +153,7 @@ fn message_pk(id: &MessageId) -> String {
     format!("{}{}", schema::MESSAGE_PK_PREFIX, id.as_str())
 }
 
-fn inbound_pk(kind: InboundKind, key: &str) -> String {
+fn inbound_pk(kind: KeptKind, key: &str) -> String {
     format!("{}#{key}", kind.as_str())
 }
 
@@ -217,7 +217,7 @@ fn record_from_item(item: Item) -> Result<DeliveryRecord, StoreError> {
 
 /// The item for an inbound record: `expires_at` in epoch seconds for TTL, the exact instant
 /// in `expires_at_ms`.
-fn inbound_item(record: &InboundRecord) -> Result<Item, StoreError> {
+fn inbound_item(record: &KeptRecord) -> Result<Item, StoreError> {
     let pk = inbound_pk(record.kind, &record.key);
     let mut item: Item = to_item(record).map_err(|e| {
         StoreError::Corrupt(format!("inbound record {pk} could not be encoded: {e}"))
@@ -238,7 +238,7 @@ fn inbound_item(record: &InboundRecord) -> Result<Item, StoreError> {
     Ok(item)
 }
 
-fn inbound_from_item(mut item: Item) -> Result<InboundRecord, StoreError> {
+fn inbound_from_item(mut item: Item) -> Result<KeptRecord, StoreError> {
     let pk = match item.get(schema::PK) {
         Some(AttributeValue::S(pk)) => pk.clone(),
         _ => String::from("(no pk)"),
@@ -338,7 +338,7 @@ impl DeliveryStore for DynamoStore {
         })
     }
 
-    async fn put_inbound(&self, record: &InboundRecord) -> Result<InsertOutcome, StoreError> {
+    async fn put_kept(&self, record: &KeptRecord) -> Result<InsertOutcome, StoreError> {
         let item = inbound_item(record)?;
         let now = self.clock.now();
         // A record that expired but that TTL has not removed yet is as good as absent.
@@ -357,11 +357,11 @@ impl DeliveryStore for DynamoStore {
         })
     }
 
-    async fn list_inbound(
+    async fn list_kept(
         &self,
-        kind: InboundKind,
+        kind: KeptKind,
         key: &str,
-    ) -> Result<Vec<InboundRecord>, StoreError> {
+    ) -> Result<Vec<KeptRecord>, StoreError> {
         let now = self.clock.now();
         let items = self
             .query_all(None, schema::PK, inbound_pk(kind, key), true)
@@ -429,8 +429,8 @@ mod tests {
 
     #[test]
     fn inbound_items_keep_ttl_in_seconds_and_round_trip_exactly() {
-        let rec = InboundRecord {
-            kind: InboundKind::OrphanStatus,
+        let rec = KeptRecord {
+            kind: KeptKind::OrphanStatus,
             key: "wamid.Y".into(),
             sub_key: String::new(),
             received_at: Timestamp::from_millis(1_000),

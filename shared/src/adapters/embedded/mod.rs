@@ -188,7 +188,7 @@ impl EmbeddedDb {
 
     /// Deletes inbound records whose `expires_at` has passed (reads skip them anyway; this
     /// reclaims the space). Returns how many went.
-    pub async fn purge_expired_inbound(&self) -> Result<usize, StoreError> {
+    pub async fn purge_expired_kept(&self) -> Result<usize, StoreError> {
         self.run(|conn, now| Ok(conn.execute("DELETE FROM inbound WHERE expires_at <= ?1", [now])?))
             .await
             .map_err(StoreError::from)

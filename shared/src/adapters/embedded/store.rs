@@ -7,7 +7,7 @@ use crate::domain::delivery::DeliveryRecord;
 use crate::domain::ids::{MessageId, Wamid};
 use crate::domain::time::Timestamp;
 use crate::ports::store::{
-    CreateOutcome, DeliveryStore, InboundKind, InboundRecord, InsertOutcome, ReplaceOutcome,
+    CreateOutcome, DeliveryStore, KeptKind, KeptRecord, InsertOutcome, ReplaceOutcome,
     StoreError,
 };
 use async_trait::async_trait;
@@ -160,7 +160,7 @@ impl DeliveryStore for EmbeddedStore {
         })
     }
 
-    async fn put_inbound(&self, record: &InboundRecord) -> Result<InsertOutcome, StoreError> {
+    async fn put_kept(&self, record: &KeptRecord) -> Result<InsertOutcome, StoreError> {
         let kind = record.kind.as_str();
         let key = record.key.clone();
         let sub_key = record.sub_key.clone();
@@ -201,11 +201,11 @@ impl DeliveryStore for EmbeddedStore {
         })
     }
 
-    async fn list_inbound(
+    async fn list_kept(
         &self,
-        kind: InboundKind,
+        kind: KeptKind,
         key: &str,
-    ) -> Result<Vec<InboundRecord>, StoreError> {
+    ) -> Result<Vec<KeptRecord>, StoreError> {
         let kind_str = kind.as_str();
         let key = key.to_owned();
         let rows = self
@@ -240,7 +240,7 @@ impl DeliveryStore for EmbeddedStore {
                         super::json_error(&e)
                     ))
                 })?;
-                Ok(InboundRecord {
+                Ok(KeptRecord {
                     kind,
                     key,
                     sub_key,
@@ -293,7 +293,7 @@ mod tests {
             store.get(&record.id).await.unwrap_err(),
             store.find_by_wamid(&wamid).await.unwrap_err(),
             store
-                .list_inbound(InboundKind::Message, "k")
+                .list_kept(KeptKind::Message, "k")
                 .await
                 .unwrap_err(),
         ] {
