@@ -6,6 +6,7 @@ mod conformance_embedded;
 mod hostile;
 mod intake_aws;
 mod intake_local;
+mod send_aws;
 mod send_hostile;
 mod send_local;
 mod status_ordering;
