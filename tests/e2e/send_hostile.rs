@@ -46,6 +46,7 @@ fn cases() -> Vec<Case> {
         json_case("invalid email address", json!({"channel": "email", "to": ["not-an-address"], "subject": "Oi", "text": "x"}), 422, "invalid_field", Some("to[0]")),
         json_case("header injection in subject", json!({"channel": "email", "to": ["ana@example.com"], "subject": "Oi\r\nBcc: victim@example.com", "text": "x"}), 422, "invalid_field", Some("subject")),
         json_case("header injection in reply-to", json!({"channel": "email", "to": ["ana@example.com"], "reply_to": "ana@example.com\nX-Evil: 1", "subject": "Oi", "text": "x"}), 422, "invalid_field", Some("reply_to")),
+        json_case("email template missing a variable", json!({"channel": "email", "to": ["ana@example.com"], "subject": "Oi", "template": {"name": "welcome", "variables": {"name": "Ana"}}}), 422, "invalid_template", Some("template")),
         json_case("unknown email template", json!({"channel": "email", "to": ["ana@example.com"], "subject": "Oi", "template": {"name": "no_such_template", "variables": {}}}), 422, "invalid_template", Some("template")),
     ]
 }
