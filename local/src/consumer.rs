@@ -4,7 +4,9 @@
 
 use crate::{Gateway, INBOUND_DLQ, INBOUND_QUEUE, OUTBOUND_DLQ, OUTBOUND_QUEUE};
 use carteiro_shared::batch::QueuedEvent;
-use carteiro_shared::ports::queue::{MAX_BATCH, OutgoingMessage, Queue, QueueError, ReceivedMessage};
+use carteiro_shared::ports::queue::{
+    MAX_BATCH, OutgoingMessage, Queue, QueueError, ReceivedMessage,
+};
 use carteiro_shared::{dispatch, inbound};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -46,7 +48,12 @@ impl Consumer {
 }
 
 /// Consumes one queue until shutdown.
-pub async fn run(kind: Consumer, gateway: Gateway, idle_wait: Duration, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    kind: Consumer,
+    gateway: Gateway,
+    idle_wait: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let (queue, dlq) = kind.queues();
     let queue = gateway.db.queue(queue);
     let dlq = gateway.db.queue(dlq);

@@ -19,7 +19,9 @@ use carteiro_shared::intake::IntakeContext;
 use carteiro_shared::ports::{Clock, DeliveryStore, Queue, SystemClock};
 use carteiro_shared::providers::email::SmtpSettings;
 use carteiro_shared::providers::templates::EmailTemplates;
-use carteiro_shared::providers::whatsapp::{GraphClient, GraphSettings, SandboxOutbox, WhatsAppSender};
+use carteiro_shared::providers::whatsapp::{
+    GraphClient, GraphSettings, SandboxOutbox, WhatsAppSender,
+};
 use carteiro_shared::secrets::Secrets;
 use carteiro_shared::send_api::{SendApiContext, SendApiSettings};
 pub use config::Config;
@@ -142,12 +144,13 @@ impl Application {
             sandbox,
             db,
         };
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Listen {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
         Ok(Self {
             listener,
             gateway,

@@ -10,7 +10,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
-#[command(name = "carteiro", version, about = "WhatsApp Cloud API and SMTP gateway, running locally")]
+#[command(
+    name = "carteiro",
+    version,
+    about = "WhatsApp Cloud API and SMTP gateway, running locally"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -47,7 +51,11 @@ async fn main() -> ExitCode {
         Some(Command::Serve(args)) => args,
         None => cli.serve,
     };
-    init_logging(if args.log_json { LogFormat::Json } else { LogFormat::Text });
+    init_logging(if args.log_json {
+        LogFormat::Json
+    } else {
+        LogFormat::Text
+    });
     let config = Config {
         listen: args.listen,
         data_dir: args.data_dir,
@@ -88,10 +96,18 @@ fn print_banner(app: &Application) {
         Some(path) => println!("  secrets file:   {}", path.display()),
         None => {
             let path = config.data_dir.join(dev_secrets::FILE_NAME);
-            println!("  development secrets (generated, kept in {}):", path.display());
+            println!(
+                "  development secrets (generated, kept in {}):",
+                path.display()
+            );
             if let Ok(text) = std::fs::read_to_string(&path) {
                 if let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) {
-                    let show = |p: &str| doc.pointer(p).and_then(|v| v.as_str()).unwrap_or("?").to_owned();
+                    let show = |p: &str| {
+                        doc.pointer(p)
+                            .and_then(|v| v.as_str())
+                            .unwrap_or("?")
+                            .to_owned()
+                    };
                     println!("    verify token: {}", show("/whatsapp/verify_token"));
                     println!("    app secret:   {}", show("/whatsapp/app_secret"));
                     println!("    API key:      {}", show("/api_keys/keys/0/key"));
@@ -100,7 +116,9 @@ fn print_banner(app: &Application) {
         }
     }
     if app.gateway().sandbox.is_some() {
-        println!("  WhatsApp:       SANDBOX — no access_token configured; messages are kept at http://{addr}/sandbox/outbox, not sent to Meta");
+        println!(
+            "  WhatsApp:       SANDBOX — no access_token configured; messages are kept at http://{addr}/sandbox/outbox, not sent to Meta"
+        );
     } else {
         println!("  WhatsApp:       Graph API (credentials from the secrets file)");
     }

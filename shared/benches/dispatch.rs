@@ -59,7 +59,11 @@ async fn fixture(concurrency: usize) -> Option<Fixture> {
         outbound: Arc::new(db.queue("outbound")),
         secrets: secrets.clone(),
         whatsapp: Arc::new(GraphClient::new(&GraphSettings::default()).ok()?),
-        email: Arc::new(SmtpFromSecrets::new(secrets, SmtpSettings::default(), MailerOptions::default())),
+        email: Arc::new(SmtpFromSecrets::new(
+            secrets,
+            SmtpSettings::default(),
+            MailerOptions::default(),
+        )),
         clock: Arc::new(SystemClock),
         settings: DispatchSettings {
             concurrency,
@@ -108,7 +112,10 @@ async fn timed(fx: &Fixture, n: usize, iters: u64) -> Duration {
 }
 
 fn bench(c: &mut Criterion) {
-    let Ok(rt) = tokio::runtime::Builder::new_multi_thread().enable_all().build() else {
+    let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    else {
         return;
     };
     let mut group = c.benchmark_group("dispatch");
@@ -119,7 +126,9 @@ fn bench(c: &mut Criterion) {
             return;
         };
         group.throughput(Throughput::Elements(n as u64));
-        group.bench_function(name, |b| b.to_async(&rt).iter_custom(|iters| timed(&fx, n, iters)));
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter_custom(|iters| timed(&fx, n, iters))
+        });
     }
     group.finish();
 }

@@ -132,7 +132,10 @@ mod tests {
         let err = InboundSettings::from_env(Env::new(&lookup));
         assert!(matches!(
             err,
-            Err(ConfigError::Invalid { var: "CARTEIRO_INBOUND_MESSAGE_TTL_DAYS", .. })
+            Err(ConfigError::Invalid {
+                var: "CARTEIRO_INBOUND_MESSAGE_TTL_DAYS",
+                ..
+            })
         ));
     }
 }

@@ -115,7 +115,9 @@ pub fn json_response(status: StatusCode, body: &impl Serialize) -> ApiResponse {
         Err(_) => response(
             StatusCode::INTERNAL_SERVER_ERROR,
             "application/json",
-            Bytes::from_static(br#"{"error":{"code":"internal","message":"internal error","field":null}}"#),
+            Bytes::from_static(
+                br#"{"error":{"code":"internal","message":"internal error","field":null}}"#,
+            ),
         ),
     }
 }
@@ -171,8 +173,13 @@ mod tests {
 
     #[test]
     fn query_params_are_percent_decoded() {
-        let r = req("/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=a%20b%2Bc&hub.challenge=12");
-        assert_eq!(query_param(&r, "hub.verify_token").as_deref(), Some("a b+c"));
+        let r = req(
+            "/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=a%20b%2Bc&hub.challenge=12",
+        );
+        assert_eq!(
+            query_param(&r, "hub.verify_token").as_deref(),
+            Some("a b+c")
+        );
         assert_eq!(query_param(&r, "hub.challenge").as_deref(), Some("12"));
         assert_eq!(query_param(&r, "missing"), None);
     }
@@ -180,7 +187,10 @@ mod tests {
     #[test]
     fn json_content_type_accepts_parameters_and_case() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("Application/JSON; charset=utf-8"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("Application/JSON; charset=utf-8"),
+        );
         assert!(is_json(&h));
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         assert!(!is_json(&h));
@@ -189,7 +199,9 @@ mod tests {
 
     #[test]
     fn errors_render_the_contract_shape() {
-        let res = ApiError::bad_request("invalid_json", "bad").with_field("body").into_response();
+        let res = ApiError::bad_request("invalid_json", "bad")
+            .with_field("body")
+            .into_response();
         assert_eq!(res.status(), StatusCode::BAD_REQUEST);
         let v: serde_json::Value = serde_json::from_slice(res.body()).unwrap_or_default();
         assert_eq!(

@@ -38,7 +38,10 @@ pub fn to_lambda_response(res: ApiResponse) -> Response<Body> {
 
 /// Serves one API Gateway request with a shared handler. Never returns `Err`: API Gateway
 /// would turn that into a 502, and every outcome already has a precise status code.
-pub async fn serve_http<F, Fut>(req: Request, handler: F) -> Result<Response<Body>, lambda_http::Error>
+pub async fn serve_http<F, Fut>(
+    req: Request,
+    handler: F,
+) -> Result<Response<Body>, lambda_http::Error>
 where
     F: FnOnce(ApiRequest) -> Fut,
     Fut: Future<Output = ApiResponse>,
@@ -56,7 +59,10 @@ pub struct WholeBatchFailed {
 /// Turns an SQS event into queued events and the failed ids back into a partial batch
 /// response. When every record failed, or a failed record has no id to report, it returns
 /// `Err`, so Lambda retries the whole batch with its backoff instead of dropping anything.
-pub async fn serve_sqs<F, Fut>(event: SqsEvent, handler: F) -> Result<SqsBatchResponse, WholeBatchFailed>
+pub async fn serve_sqs<F, Fut>(
+    event: SqsEvent,
+    handler: F,
+) -> Result<SqsBatchResponse, WholeBatchFailed>
 where
     F: FnOnce(Vec<QueuedEvent>) -> Fut,
     Fut: Future<Output = Vec<String>>,

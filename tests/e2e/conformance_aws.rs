@@ -21,7 +21,7 @@ use carteiro_shared::domain::time::Timestamp;
 use carteiro_shared::ports::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 use carteiro_shared::ports::secrets::{SecretError, SecretName, SecretSource};
 use carteiro_shared::ports::store::{
-    DeliveryStore, KeptKind, KeptRecord, InsertOutcome, StoreError,
+    DeliveryStore, InsertOutcome, KeptKind, KeptRecord, StoreError,
 };
 use secrecy::ExposeSecret;
 use std::collections::BTreeSet;
@@ -549,20 +549,13 @@ async fn aws_dynamo_inbound_expiry_is_ttl_seconds_and_filtered_on_read() {
     assert_eq!(ttl_of("gone").await, 1_000);
 
     assert_eq!(
-        s.list_kept(KeptKind::AccountEvent, &key)
-            .await
-            .unwrap(),
+        s.list_kept(KeptKind::AccountEvent, &key).await.unwrap(),
         vec![live.clone()]
     );
     let again = inbound(&key, "gone", expires);
+    assert_eq!(s.put_kept(&again).await.unwrap(), InsertOutcome::Inserted);
     assert_eq!(
-        s.put_kept(&again).await.unwrap(),
-        InsertOutcome::Inserted
-    );
-    assert_eq!(
-        s.list_kept(KeptKind::AccountEvent, &key)
-            .await
-            .unwrap(),
+        s.list_kept(KeptKind::AccountEvent, &key).await.unwrap(),
         vec![again, live]
     );
 }

@@ -10,7 +10,7 @@ use carteiro_shared::domain::time::Timestamp;
 use carteiro_shared::ports::clock::Clock;
 use carteiro_shared::ports::queue::{OutgoingMessage, Queue};
 use carteiro_shared::ports::secrets::{SecretError, SecretName, SecretSource};
-use carteiro_shared::ports::store::{DeliveryStore, KeptKind, KeptRecord, InsertOutcome};
+use carteiro_shared::ports::store::{DeliveryStore, InsertOutcome, KeptKind, KeptRecord};
 use secrecy::ExposeSecret;
 use serde_json::json;
 use std::collections::BTreeSet;

@@ -29,11 +29,16 @@ fn cases() -> Vec<Case> {
     let reserialised = {
         let v: serde_json::Value = serde_json::from_str(ESCAPED_BODY).unwrap();
         let again = serde_json::to_vec(&v).unwrap();
-        assert_ne!(again, ESCAPED_BODY.as_bytes(), "the re-serialisation must differ");
+        assert_ne!(
+            again,
+            ESCAPED_BODY.as_bytes(),
+            "the re-serialisation must differ"
+        );
         again
     };
     let truncated = valid[..valid.len() / 2].to_vec();
-    let unknown_object = br#"{"object":"page","entry":[{"id":"1","time":1,"messaging":[]}]}"#.to_vec();
+    let unknown_object =
+        br#"{"object":"page","entry":[{"id":"1","time":1,"messaging":[]}]}"#.to_vec();
     let empty_entries = br#"{"object":"whatsapp_business_account","entry":[]}"#.to_vec();
     let huge = {
         let mut b = br#"{"object":"whatsapp_business_account","entry":[],"pad":""#.to_vec();
@@ -44,24 +49,145 @@ fn cases() -> Vec<Case> {
     let signed = |b: &[u8]| Some(sign(APP_SECRET, b));
     let json = Some("application/json");
     vec![
-        Case { name: "no signature", method: "POST", query: "", content_type: json, body: valid.clone(), signature: None, status: 401, code: "invalid_signature" },
-        Case { name: "wrong secret", method: "POST", query: "", content_type: json, body: valid.clone(), signature: Some(sign("not-the-secret", &valid)), status: 401, code: "invalid_signature" },
-        Case { name: "sha1 signature", method: "POST", query: "", content_type: json, body: valid.clone(), signature: Some("sha1=0123456789abcdef0123456789abcdef01234567".into()), status: 401, code: "invalid_signature" },
-        Case { name: "signature over the wire bytes, body re-serialised", method: "POST", query: "", content_type: json, body: reserialised, signature: signed(ESCAPED_BODY.as_bytes()), status: 401, code: "invalid_signature" },
-        Case { name: "truncated JSON", method: "POST", query: "", content_type: json, body: truncated.clone(), signature: signed(&truncated), status: 400, code: "invalid_json" },
-        Case { name: "wrong content type", method: "POST", query: "", content_type: Some("text/plain"), body: valid.clone(), signature: signed(&valid), status: 415, code: "unsupported_media_type" },
-        Case { name: "4 MB body", method: "POST", query: "", content_type: json, body: huge.clone(), signature: signed(&huge), status: 413, code: "payload_too_large" },
-        Case { name: "empty body", method: "POST", query: "", content_type: json, body: Vec::new(), signature: signed(b""), status: 400, code: "invalid_json" },
-        Case { name: "unknown object", method: "POST", query: "", content_type: json, body: unknown_object.clone(), signature: signed(&unknown_object), status: 200, code: "ignored" },
-        Case { name: "empty entry list", method: "POST", query: "", content_type: json, body: empty_entries.clone(), signature: signed(&empty_entries), status: 200, code: "ok" },
-        Case { name: "handshake without parameters", method: "GET", query: "", content_type: None, body: Vec::new(), signature: None, status: 400, code: "missing_parameter" },
-        Case { name: "handshake with another mode", method: "GET", query: "hub.mode=unsubscribe&hub.verify_token=x&hub.challenge=1", content_type: None, body: Vec::new(), signature: None, status: 400, code: "invalid_parameter" },
-        Case { name: "unsupported method", method: "DELETE", query: "", content_type: None, body: Vec::new(), signature: None, status: 405, code: "method_not_allowed" },
+        Case {
+            name: "no signature",
+            method: "POST",
+            query: "",
+            content_type: json,
+            body: valid.clone(),
+            signature: None,
+            status: 401,
+            code: "invalid_signature",
+        },
+        Case {
+            name: "wrong secret",
+            method: "POST",
+            query: "",
+            content_type: json,
+            body: valid.clone(),
+            signature: Some(sign("not-the-secret", &valid)),
+            status: 401,
+            code: "invalid_signature",
+        },
+        Case {
+            name: "sha1 signature",
+            method: "POST",
+            query: "",
+            content_type: json,
+            body: valid.clone(),
+            signature: Some("sha1=0123456789abcdef0123456789abcdef01234567".into()),
+            status: 401,
+            code: "invalid_signature",
+        },
+        Case {
+            name: "signature over the wire bytes, body re-serialised",
+            method: "POST",
+            query: "",
+            content_type: json,
+            body: reserialised,
+            signature: signed(ESCAPED_BODY.as_bytes()),
+            status: 401,
+            code: "invalid_signature",
+        },
+        Case {
+            name: "truncated JSON",
+            method: "POST",
+            query: "",
+            content_type: json,
+            body: truncated.clone(),
+            signature: signed(&truncated),
+            status: 400,
+            code: "invalid_json",
+        },
+        Case {
+            name: "wrong content type",
+            method: "POST",
+            query: "",
+            content_type: Some("text/plain"),
+            body: valid.clone(),
+            signature: signed(&valid),
+            status: 415,
+            code: "unsupported_media_type",
+        },
+        Case {
+            name: "4 MB body",
+            method: "POST",
+            query: "",
+            content_type: json,
+            body: huge.clone(),
+            signature: signed(&huge),
+            status: 413,
+            code: "payload_too_large",
+        },
+        Case {
+            name: "empty body",
+            method: "POST",
+            query: "",
+            content_type: json,
+            body: Vec::new(),
+            signature: signed(b""),
+            status: 400,
+            code: "invalid_json",
+        },
+        Case {
+            name: "unknown object",
+            method: "POST",
+            query: "",
+            content_type: json,
+            body: unknown_object.clone(),
+            signature: signed(&unknown_object),
+            status: 200,
+            code: "ignored",
+        },
+        Case {
+            name: "empty entry list",
+            method: "POST",
+            query: "",
+            content_type: json,
+            body: empty_entries.clone(),
+            signature: signed(&empty_entries),
+            status: 200,
+            code: "ok",
+        },
+        Case {
+            name: "handshake without parameters",
+            method: "GET",
+            query: "",
+            content_type: None,
+            body: Vec::new(),
+            signature: None,
+            status: 400,
+            code: "missing_parameter",
+        },
+        Case {
+            name: "handshake with another mode",
+            method: "GET",
+            query: "hub.mode=unsubscribe&hub.verify_token=x&hub.challenge=1",
+            content_type: None,
+            body: Vec::new(),
+            signature: None,
+            status: 400,
+            code: "invalid_parameter",
+        },
+        Case {
+            name: "unsupported method",
+            method: "DELETE",
+            query: "",
+            content_type: None,
+            body: Vec::new(),
+            signature: None,
+            status: 405,
+            code: "method_not_allowed",
+        },
     ]
 }
 
 fn code_of(status: u16, body: &serde_json::Value) -> String {
-    let v = if status == 200 { &body["status"] } else { &body["error"]["code"] };
+    let v = if status == 200 {
+        &body["status"]
+    } else {
+        &body["error"]["code"]
+    };
     v.as_str().unwrap_or_default().to_owned()
 }
 
@@ -76,11 +202,22 @@ async fn hostile_requests_through_the_lambda_handler_queue_nothing() {
         if let Some(sig) = case.signature.as_deref() {
             headers.push(("x-hub-signature-256", sig));
         }
-        let req = apigw::request(case.method, "/webhooks/whatsapp", case.query, &headers, &case.body);
-        let res = carteiro_webhook_intake::handler(&stack.intake, req).await.unwrap();
+        let req = apigw::request(
+            case.method,
+            "/webhooks/whatsapp",
+            case.query,
+            &headers,
+            &case.body,
+        );
+        let res = carteiro_webhook_intake::handler(&stack.intake, req)
+            .await
+            .unwrap();
         let status = res.status().as_u16();
         assert!(
-            res.headers()["content-type"].to_str().unwrap().starts_with("application/json"),
+            res.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json"),
             "{}: not a JSON answer",
             case.name
         );
@@ -91,8 +228,16 @@ async fn hostile_requests_through_the_lambda_handler_queue_nothing() {
             assert_eq!(body["queued"], 0, "{}", case.name);
         }
     }
-    let leaked = stack.queue.receive(10, Duration::from_secs(1)).await.unwrap();
-    assert!(leaked.is_empty(), "hostile requests queued {} events", leaked.len());
+    let leaked = stack
+        .queue
+        .receive(10, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(
+        leaked.is_empty(),
+        "hostile requests queued {} events",
+        leaked.len()
+    );
 }
 
 #[tokio::test]

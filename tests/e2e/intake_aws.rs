@@ -5,7 +5,10 @@
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use carteiro_e2e::apigw;
 use carteiro_e2e::moto::moto;
-use carteiro_e2e::webhooks::{APP_SECRET, VERIFY_TOKEN, fixture, new_wamid, sent_record, sign, status_payload, whatsapp_secret_json};
+use carteiro_e2e::webhooks::{
+    APP_SECRET, VERIFY_TOKEN, fixture, new_wamid, sent_record, sign, status_payload,
+    whatsapp_secret_json,
+};
 use carteiro_shared::adapters::aws::{DynamoStore, SecretIds, SecretsManagerSource, SqsQueue};
 use carteiro_shared::config::{InboundSettings, IntakeSettings};
 use carteiro_shared::domain::DeliveryStatus;
@@ -59,13 +62,19 @@ pub async fn aws_stack() -> AwsStack {
 
 impl AwsStack {
     /// Sends a signed webhook through the intake Lambda handler as API Gateway would.
-    pub async fn post_webhook(&self, body: &[u8], signature: Option<&str>) -> (u16, serde_json::Value) {
+    pub async fn post_webhook(
+        &self,
+        body: &[u8],
+        signature: Option<&str>,
+    ) -> (u16, serde_json::Value) {
         let mut headers = vec![("content-type", "application/json")];
         if let Some(sig) = signature {
             headers.push(("x-hub-signature-256", sig));
         }
         let req = apigw::request("POST", "/webhooks/whatsapp", "", &headers, body);
-        let res = carteiro_webhook_intake::handler(&self.intake, req).await.unwrap();
+        let res = carteiro_webhook_intake::handler(&self.intake, req)
+            .await
+            .unwrap();
         let status = res.status().as_u16();
         let body = serde_json::from_slice(res.body().as_ref()).unwrap_or(serde_json::Value::Null);
         (status, body)
@@ -76,7 +85,11 @@ impl AwsStack {
     pub async fn drain_inbound(&self) -> usize {
         let mut handled = 0;
         loop {
-            let batch = self.queue.receive(10, Duration::from_secs(30)).await.unwrap();
+            let batch = self
+                .queue
+                .receive(10, Duration::from_secs(30))
+                .await
+                .unwrap();
             if batch.is_empty() {
                 return handled;
             }
@@ -100,7 +113,10 @@ impl AwsStack {
                 .iter()
                 .map(|f| f.item_identifier.clone())
                 .collect();
-            assert!(failed.is_empty(), "unexpected batch item failures: {failed:?}");
+            assert!(
+                failed.is_empty(),
+                "unexpected batch item failures: {failed:?}"
+            );
             for m in batch {
                 self.queue.ack(&m.receipt_handle).await.unwrap();
             }
@@ -116,7 +132,9 @@ async fn aws_signed_status_webhook_flows_through_sqs_into_dynamodb() {
     stack.store.create(&record).await.unwrap();
 
     let body = status_payload(&wamid, "delivered", 1_700_000_100, Some(record.id.as_str()));
-    let (status, ack) = stack.post_webhook(&body, Some(&sign(APP_SECRET, &body))).await;
+    let (status, ack) = stack
+        .post_webhook(&body, Some(&sign(APP_SECRET, &body)))
+        .await;
     assert_eq!(status, 200, "{ack}");
     assert_eq!(ack, serde_json::json!({"status": "ok", "queued": 1}));
     assert_eq!(stack.drain_inbound().await, 1);
@@ -130,16 +148,26 @@ async fn aws_signed_status_webhook_flows_through_sqs_into_dynamodb() {
 async fn aws_inbound_message_and_account_events_are_stored() {
     let stack = aws_stack().await;
     let body = fixture("webhook_msg_image.json");
-    let (status, _) = stack.post_webhook(&body, Some(&sign(APP_SECRET, &body))).await;
+    let (status, _) = stack
+        .post_webhook(&body, Some(&sign(APP_SECRET, &body)))
+        .await;
     assert_eq!(status, 200);
     let body2 = fixture("webhook_template_status_update_approved.json");
-    let (status, _) = stack.post_webhook(&body2, Some(&sign(APP_SECRET, &body2))).await;
+    let (status, _) = stack
+        .post_webhook(&body2, Some(&sign(APP_SECRET, &body2)))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(stack.drain_inbound().await, 2);
 
     let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    let wamid = parsed["entry"][0]["changes"][0]["value"]["messages"][0]["id"].as_str().unwrap();
-    let stored = stack.store.list_kept(KeptKind::Message, wamid).await.unwrap();
+    let wamid = parsed["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
+        .as_str()
+        .unwrap();
+    let stored = stack
+        .store
+        .list_kept(KeptKind::Message, wamid)
+        .await
+        .unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].payload["message"]["type"], "image");
 }
@@ -147,13 +175,24 @@ async fn aws_inbound_message_and_account_events_are_stored() {
 #[tokio::test]
 async fn aws_handshake_through_api_gateway_event() {
     let stack = aws_stack().await;
-    let query = format!("hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=987654321");
+    let query =
+        format!("hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=987654321");
     let req = apigw::request("GET", "/webhooks/whatsapp", &query, &[], b"");
-    let res = carteiro_webhook_intake::handler(&stack.intake, req).await.unwrap();
+    let res = carteiro_webhook_intake::handler(&stack.intake, req)
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.body().as_ref(), b"987654321");
 
-    let req = apigw::request("GET", "/webhooks/whatsapp", "hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1", &[], b"");
-    let res = carteiro_webhook_intake::handler(&stack.intake, req).await.unwrap();
+    let req = apigw::request(
+        "GET",
+        "/webhooks/whatsapp",
+        "hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1",
+        &[],
+        b"",
+    );
+    let res = carteiro_webhook_intake::handler(&stack.intake, req)
+        .await
+        .unwrap();
     assert_eq!(res.status(), 403);
 }

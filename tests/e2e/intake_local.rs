@@ -2,7 +2,9 @@
 //! in-process consumer → embedded store.
 
 use carteiro_e2e::local::spawn_app;
-use carteiro_e2e::webhooks::{APP_SECRET, VERIFY_TOKEN, fixture, new_wamid, sent_record, sign, status_payload};
+use carteiro_e2e::webhooks::{
+    APP_SECRET, VERIFY_TOKEN, fixture, new_wamid, sent_record, sign, status_payload,
+};
 use carteiro_shared::domain::DeliveryStatus;
 use carteiro_shared::ports::KeptKind;
 use std::time::Duration;
@@ -33,7 +35,12 @@ async fn local_handshake_echoes_the_challenge_and_refuses_a_wrong_token() {
         .await
         .unwrap();
     assert_eq!(ok.status(), 200);
-    assert!(ok.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(
+        ok.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
     assert_eq!(ok.text().await.unwrap(), "1158201444");
 
     let wrong = app
@@ -56,7 +63,9 @@ async fn local_signed_status_webhook_advances_the_delivery_record() {
     store.create(&record).await.unwrap();
 
     let body = status_payload(&wamid, "delivered", 1_700_000_100, None);
-    let res = app.post_webhook(&body, Some(&sign(APP_SECRET, &body))).await;
+    let res = app
+        .post_webhook(&body, Some(&sign(APP_SECRET, &body)))
+        .await;
     assert_eq!(res.status(), 200);
     let ack: serde_json::Value = res.json().await.unwrap();
     assert_eq!(ack, serde_json::json!({"status": "ok", "queued": 1}));
@@ -78,7 +87,9 @@ async fn local_signed_status_webhook_advances_the_delivery_record() {
 async fn local_inbound_message_fixture_is_stored_for_the_app() {
     let app = spawn_app().await;
     let body = fixture("webhook_msg_text.json");
-    let res = app.post_webhook(&body, Some(&sign(APP_SECRET, &body))).await;
+    let res = app
+        .post_webhook(&body, Some(&sign(APP_SECRET, &body)))
+        .await;
     assert_eq!(res.status(), 200);
 
     let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -106,14 +117,19 @@ async fn local_status_for_an_unknown_wamid_is_kept_for_reconciliation() {
     let app = spawn_app().await;
     let wamid = new_wamid();
     let body = status_payload(&wamid, "sent", 1_700_000_000, None);
-    let res = app.post_webhook(&body, Some(&sign(APP_SECRET, &body))).await;
+    let res = app
+        .post_webhook(&body, Some(&sign(APP_SECRET, &body)))
+        .await;
     assert_eq!(res.status(), 200);
     let store = app.gateway.inbound.store.clone();
     let orphans = eventually("the orphan status", || {
         let store = store.clone();
         let wamid = wamid.clone();
         async move {
-            let found = store.list_kept(KeptKind::OrphanStatus, &wamid).await.unwrap();
+            let found = store
+                .list_kept(KeptKind::OrphanStatus, &wamid)
+                .await
+                .unwrap();
             (!found.is_empty()).then_some(found)
         }
     })
@@ -126,8 +142,14 @@ async fn health_answers_ok_and_unknown_routes_get_a_json_404() {
     let app = spawn_app().await;
     let res = app.http.get(app.url("/health")).send().await.unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(res.json::<serde_json::Value>().await.unwrap(), serde_json::json!({"status": "ok"}));
+    assert_eq!(
+        res.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"status": "ok"})
+    );
     let res = app.http.get(app.url("/nope")).send().await.unwrap();
     assert_eq!(res.status(), 404);
-    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["error"]["code"], "not_found");
+    assert_eq!(
+        res.json::<serde_json::Value>().await.unwrap()["error"]["code"],
+        "not_found"
+    );
 }

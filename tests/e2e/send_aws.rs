@@ -6,7 +6,10 @@ use crate::intake_aws::{AwsStack, aws_stack};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use carteiro_e2e::apigw;
 use carteiro_e2e::moto::moto;
-use carteiro_e2e::webhooks::{ACCESS_TOKEN, API_KEY, API_KEY_ID, APP_SECRET, PHONE_NUMBER_ID, sign, status_payload, whatsapp_secret_json};
+use carteiro_e2e::webhooks::{
+    ACCESS_TOKEN, API_KEY, API_KEY_ID, APP_SECRET, PHONE_NUMBER_ID, sign, status_payload,
+    whatsapp_secret_json,
+};
 use carteiro_shared::adapters::aws::{DynamoStore, SecretIds, SecretsManagerSource, SqsQueue};
 use carteiro_shared::dispatch::email::SmtpFromSecrets;
 use carteiro_shared::dispatch::{DispatchContext, DispatchSettings};
@@ -45,13 +48,18 @@ async fn send_stack(graph: &MockServer) -> SendStack {
     let ids = SecretIds {
         whatsapp: Some(moto.create_secret("whatsapp", &whatsapp.to_string()).await),
         api_keys: Some(
-            moto.create_secret("api-keys", &json!({"keys": [{"id": API_KEY_ID, "key": API_KEY}]}).to_string())
-                .await,
+            moto.create_secret(
+                "api-keys",
+                &json!({"keys": [{"id": API_KEY_ID, "key": API_KEY}]}).to_string(),
+            )
+            .await,
         ),
         ..SecretIds::default()
     };
     let secrets = Secrets::new(Arc::new(
-        SecretsManagerSource::new(&sdk, ids, Duration::from_secs(300)).await.unwrap(),
+        SecretsManagerSource::new(&sdk, ids, Duration::from_secs(300))
+            .await
+            .unwrap(),
     ));
     // The same table the webhook stack uses, so statuses find the records.
     let store = webhooks.store.clone();
@@ -70,7 +78,11 @@ async fn send_stack(graph: &MockServer) -> SendStack {
             outbound: Arc::new(outbound.clone()),
             secrets: secrets.clone(),
             whatsapp: Arc::new(GraphClient::new(&GraphSettings::default()).unwrap()),
-            email: Arc::new(SmtpFromSecrets::new(secrets, SmtpSettings::default(), MailerOptions::default())),
+            email: Arc::new(SmtpFromSecrets::new(
+                secrets,
+                SmtpSettings::default(),
+                MailerOptions::default(),
+            )),
             clock: Arc::new(SystemClock),
             settings: DispatchSettings::default(),
         },
@@ -94,13 +106,27 @@ fn sqs_event(messages: &[ReceivedMessage]) -> LambdaEvent<SqsEvent> {
 
 async fn post_message(stack: &SendStack, body: &Value, key: Option<&str>) -> (u16, Value) {
     let auth = format!("Bearer {API_KEY}");
-    let mut headers = vec![("content-type", "application/json"), ("authorization", auth.as_str())];
+    let mut headers = vec![
+        ("content-type", "application/json"),
+        ("authorization", auth.as_str()),
+    ];
     if let Some(k) = key {
         headers.push(("idempotency-key", k));
     }
-    let req = apigw::request("POST", "/v1/messages", "", &headers, &serde_json::to_vec(body).unwrap());
-    let res = carteiro_send_api::handler(&stack.send_api, req).await.unwrap();
-    (res.status().as_u16(), serde_json::from_slice(res.body().as_ref()).unwrap())
+    let req = apigw::request(
+        "POST",
+        "/v1/messages",
+        "",
+        &headers,
+        &serde_json::to_vec(body).unwrap(),
+    );
+    let res = carteiro_send_api::handler(&stack.send_api, req)
+        .await
+        .unwrap();
+    (
+        res.status().as_u16(),
+        serde_json::from_slice(res.body().as_ref()).unwrap(),
+    )
 }
 
 fn accepted(wamid: &str) -> ResponseTemplate {
@@ -116,8 +142,13 @@ async fn aws_send_dispatch_and_status_round_trip() {
     let graph = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path(format!("/v23.0/{PHONE_NUMBER_ID}/messages")))
-        .and(header("authorization", format!("Bearer {ACCESS_TOKEN}").as_str()))
-        .and(body_partial_json(json!({"to": "5511999990001", "type": "text", "text": {"body": "Olá"}})))
+        .and(header(
+            "authorization",
+            format!("Bearer {ACCESS_TOKEN}").as_str(),
+        ))
+        .and(body_partial_json(
+            json!({"to": "5511999990001", "type": "text", "text": {"body": "Olá"}}),
+        ))
         .respond_with(accepted("wamid.AWS1"))
         .expect(1)
         .mount(&graph)
@@ -132,26 +163,50 @@ async fn aws_send_dispatch_and_status_round_trip() {
     assert_eq!(status, 202, "{body}");
     let id = MessageId::parse(body["id"].as_str().unwrap()).unwrap();
     let queued = stack.store.get(&id).await.unwrap().unwrap();
-    assert_eq!(queued.status, DeliveryStatus::Queued, "written queued before it is queued");
+    assert_eq!(
+        queued.status,
+        DeliveryStatus::Queued,
+        "written queued before it is queued"
+    );
 
-    let jobs = stack.outbound.receive(10, Duration::from_secs(30)).await.unwrap();
+    let jobs = stack
+        .outbound
+        .receive(10, Duration::from_secs(30))
+        .await
+        .unwrap();
     assert_eq!(jobs.len(), 1);
-    let response = carteiro_dispatch::handler(&stack.dispatch, sqs_event(&jobs)).await.unwrap();
+    let response = carteiro_dispatch::handler(&stack.dispatch, sqs_event(&jobs))
+        .await
+        .unwrap();
     assert!(response.batch_item_failures.is_empty());
     let sent = stack.store.get(&id).await.unwrap().unwrap();
     assert_eq!(sent.status, DeliveryStatus::Sent);
     assert_eq!(sent.provider_message_id.as_deref(), Some("wamid.AWS1"));
 
     let webhook = status_payload("wamid.AWS1", "read", 1_700_000_300, Some(id.as_str()));
-    let (status, _) = stack.webhooks.post_webhook(&webhook, Some(&sign(APP_SECRET, &webhook))).await;
+    let (status, _) = stack
+        .webhooks
+        .post_webhook(&webhook, Some(&sign(APP_SECRET, &webhook)))
+        .await;
     assert_eq!(status, 200);
     stack.webhooks.drain_inbound().await;
-    assert_eq!(stack.store.get(&id).await.unwrap().unwrap().status, DeliveryStatus::Read);
+    assert_eq!(
+        stack.store.get(&id).await.unwrap().unwrap().status,
+        DeliveryStatus::Read
+    );
 
     // GET through the Lambda handler shows the whole story.
     let auth = format!("Bearer {API_KEY}");
-    let req = apigw::request("GET", &format!("/v1/messages/{id}"), "", &[("authorization", auth.as_str())], b"");
-    let res = carteiro_send_api::handler(&stack.send_api, req).await.unwrap();
+    let req = apigw::request(
+        "GET",
+        &format!("/v1/messages/{id}"),
+        "",
+        &[("authorization", auth.as_str())],
+        b"",
+    );
+    let res = carteiro_send_api::handler(&stack.send_api, req)
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let view: Value = serde_json::from_slice(res.body().as_ref()).unwrap();
     assert_eq!(view["status"], "read");
@@ -176,8 +231,16 @@ async fn the_same_sqs_job_delivered_twice_concurrently_calls_the_provider_once()
     .await;
     assert_eq!(status, 202);
     let id = MessageId::parse(body["id"].as_str().unwrap()).unwrap();
-    let job = stack.outbound.receive(10, Duration::from_secs(30)).await.unwrap().remove(0);
-    let twin = ReceivedMessage { message_id: format!("{}-dup", job.message_id), ..job.clone() };
+    let job = stack
+        .outbound
+        .receive(10, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .remove(0);
+    let twin = ReceivedMessage {
+        message_id: format!("{}-dup", job.message_id),
+        ..job.clone()
+    };
 
     // One batch holding both copies, and two invocations racing on another copy.
     let (a, b) = tokio::join!(
@@ -210,7 +273,11 @@ async fn aws_fifty_concurrent_posts_with_one_key_create_one_record() {
     // Exactly one job reached the queue.
     let mut jobs = Vec::new();
     loop {
-        let batch = stack.outbound.receive(10, Duration::from_secs(30)).await.unwrap();
+        let batch = stack
+            .outbound
+            .receive(10, Duration::from_secs(30))
+            .await
+            .unwrap();
         if batch.is_empty() {
             break;
         }

@@ -17,8 +17,22 @@ struct Case {
     field: Option<&'static str>,
 }
 
-fn json_case(name: &'static str, body: Value, status: u16, code: &'static str, field: Option<&'static str>) -> Case {
-    Case { name, auth: Some(API_KEY), content_type: "application/json", body: serde_json::to_vec(&body).unwrap(), status, code, field }
+fn json_case(
+    name: &'static str,
+    body: Value,
+    status: u16,
+    code: &'static str,
+    field: Option<&'static str>,
+) -> Case {
+    Case {
+        name,
+        auth: Some(API_KEY),
+        content_type: "application/json",
+        body: serde_json::to_vec(&body).unwrap(),
+        status,
+        code,
+        field,
+    }
 }
 
 fn cases() -> Vec<Case> {
@@ -27,27 +41,137 @@ fn cases() -> Vec<Case> {
     let mut big = valid.clone();
     big["text"]["body"] = json!("a".repeat(300 * 1024));
     vec![
-        Case { name: "no API key", auth: None, content_type: "application/json", body: valid_bytes.clone(), status: 401, code: "missing_api_key", field: None },
-        Case { name: "wrong API key", auth: Some("not-a-key"), content_type: "application/json", body: valid_bytes.clone(), status: 401, code: "invalid_api_key", field: None },
-        Case { name: "malformed JSON", auth: Some(API_KEY), content_type: "application/json", body: br#"{"channel":"whatsapp","#.to_vec(), status: 400, code: "invalid_json", field: None },
-        Case { name: "not JSON", auth: Some(API_KEY), content_type: "text/plain", body: valid_bytes.clone(), status: 415, code: "unsupported_media_type", field: None },
+        Case {
+            name: "no API key",
+            auth: None,
+            content_type: "application/json",
+            body: valid_bytes.clone(),
+            status: 401,
+            code: "missing_api_key",
+            field: None,
+        },
+        Case {
+            name: "wrong API key",
+            auth: Some("not-a-key"),
+            content_type: "application/json",
+            body: valid_bytes.clone(),
+            status: 401,
+            code: "invalid_api_key",
+            field: None,
+        },
+        Case {
+            name: "malformed JSON",
+            auth: Some(API_KEY),
+            content_type: "application/json",
+            body: br#"{"channel":"whatsapp","#.to_vec(),
+            status: 400,
+            code: "invalid_json",
+            field: None,
+        },
+        Case {
+            name: "not JSON",
+            auth: Some(API_KEY),
+            content_type: "text/plain",
+            body: valid_bytes.clone(),
+            status: 415,
+            code: "unsupported_media_type",
+            field: None,
+        },
         json_case("oversize body", big, 413, "payload_too_large", None),
-        json_case("unknown channel", json!({"channel": "sms", "to": "+5511999990001", "text": {"body": "x"}}), 422, "unknown_channel", Some("channel")),
-        json_case("no channel", json!({"to": "+5511999990001", "text": {"body": "x"}}), 422, "missing_field", Some("channel")),
-        json_case("invalid number", json!({"channel": "whatsapp", "to": "12345", "text": {"body": "x"}}), 422, "invalid_field", Some("to")),
-        json_case("no content", json!({"channel": "whatsapp", "to": "+5511999990001"}), 422, "missing_content", Some("text")),
-        json_case("text too long", json!({"channel": "whatsapp", "to": "+5511999990001", "text": {"body": "a".repeat(4097)}}), 422, "too_long", Some("text.body")),
-        json_case("caption too long", json!({"channel": "whatsapp", "to": "+5511999990001", "image": {"link": "https://example.com/a.png", "caption": "c".repeat(1025)}}), 422, "too_long", Some("image.caption")),
-        json_case("four reply buttons", json!({"channel": "whatsapp", "to": "+5511999990001", "interactive": {"type": "button", "body": {"text": "Pick"}, "action": {"buttons": [
+        json_case(
+            "unknown channel",
+            json!({"channel": "sms", "to": "+5511999990001", "text": {"body": "x"}}),
+            422,
+            "unknown_channel",
+            Some("channel"),
+        ),
+        json_case(
+            "no channel",
+            json!({"to": "+5511999990001", "text": {"body": "x"}}),
+            422,
+            "missing_field",
+            Some("channel"),
+        ),
+        json_case(
+            "invalid number",
+            json!({"channel": "whatsapp", "to": "12345", "text": {"body": "x"}}),
+            422,
+            "invalid_field",
+            Some("to"),
+        ),
+        json_case(
+            "no content",
+            json!({"channel": "whatsapp", "to": "+5511999990001"}),
+            422,
+            "missing_content",
+            Some("text"),
+        ),
+        json_case(
+            "text too long",
+            json!({"channel": "whatsapp", "to": "+5511999990001", "text": {"body": "a".repeat(4097)}}),
+            422,
+            "too_long",
+            Some("text.body"),
+        ),
+        json_case(
+            "caption too long",
+            json!({"channel": "whatsapp", "to": "+5511999990001", "image": {"link": "https://example.com/a.png", "caption": "c".repeat(1025)}}),
+            422,
+            "too_long",
+            Some("image.caption"),
+        ),
+        json_case(
+            "four reply buttons",
+            json!({"channel": "whatsapp", "to": "+5511999990001", "interactive": {"type": "button", "body": {"text": "Pick"}, "action": {"buttons": [
             {"type": "reply", "reply": {"id": "1", "title": "a"}}, {"type": "reply", "reply": {"id": "2", "title": "b"}},
-            {"type": "reply", "reply": {"id": "3", "title": "c"}}, {"type": "reply", "reply": {"id": "4", "title": "d"}}]}}}), 422, "too_many", Some("interactive.action.buttons")),
-        json_case("template parameter without its value", json!({"channel": "whatsapp", "to": "+5511999990001", "template": {"name": "order_update", "language": "pt_BR",
-            "components": [{"type": "body", "parameters": [{"type": "text"}]}]}}), 422, "missing_field", Some("template.components[0].parameters[0].text")),
-        json_case("invalid email address", json!({"channel": "email", "to": ["not-an-address"], "subject": "Oi", "text": "x"}), 422, "invalid_field", Some("to[0]")),
-        json_case("header injection in subject", json!({"channel": "email", "to": ["ana@example.com"], "subject": "Oi\r\nBcc: victim@example.com", "text": "x"}), 422, "invalid_field", Some("subject")),
-        json_case("header injection in reply-to", json!({"channel": "email", "to": ["ana@example.com"], "reply_to": "ana@example.com\nX-Evil: 1", "subject": "Oi", "text": "x"}), 422, "invalid_field", Some("reply_to")),
-        json_case("email template missing a variable", json!({"channel": "email", "to": ["ana@example.com"], "subject": "Oi", "template": {"name": "welcome", "variables": {"name": "Ana"}}}), 422, "invalid_template", Some("template")),
-        json_case("unknown email template", json!({"channel": "email", "to": ["ana@example.com"], "subject": "Oi", "template": {"name": "no_such_template", "variables": {}}}), 422, "invalid_template", Some("template")),
+            {"type": "reply", "reply": {"id": "3", "title": "c"}}, {"type": "reply", "reply": {"id": "4", "title": "d"}}]}}}),
+            422,
+            "too_many",
+            Some("interactive.action.buttons"),
+        ),
+        json_case(
+            "template parameter without its value",
+            json!({"channel": "whatsapp", "to": "+5511999990001", "template": {"name": "order_update", "language": "pt_BR",
+            "components": [{"type": "body", "parameters": [{"type": "text"}]}]}}),
+            422,
+            "missing_field",
+            Some("template.components[0].parameters[0].text"),
+        ),
+        json_case(
+            "invalid email address",
+            json!({"channel": "email", "to": ["not-an-address"], "subject": "Oi", "text": "x"}),
+            422,
+            "invalid_field",
+            Some("to[0]"),
+        ),
+        json_case(
+            "header injection in subject",
+            json!({"channel": "email", "to": ["ana@example.com"], "subject": "Oi\r\nBcc: victim@example.com", "text": "x"}),
+            422,
+            "invalid_field",
+            Some("subject"),
+        ),
+        json_case(
+            "header injection in reply-to",
+            json!({"channel": "email", "to": ["ana@example.com"], "reply_to": "ana@example.com\nX-Evil: 1", "subject": "Oi", "text": "x"}),
+            422,
+            "invalid_field",
+            Some("reply_to"),
+        ),
+        json_case(
+            "email template missing a variable",
+            json!({"channel": "email", "to": ["ana@example.com"], "subject": "Oi", "template": {"name": "welcome", "variables": {"name": "Ana"}}}),
+            422,
+            "invalid_template",
+            Some("template"),
+        ),
+        json_case(
+            "unknown email template",
+            json!({"channel": "email", "to": ["ana@example.com"], "subject": "Oi", "template": {"name": "no_such_template", "variables": {}}}),
+            422,
+            "invalid_template",
+            Some("template"),
+        ),
     ]
 }
 
@@ -69,14 +193,39 @@ async fn hostile_send_requests_are_refused_precisely_and_create_nothing() {
         let body: Value = res.json().await.unwrap();
         assert_eq!(status, case.status, "{}: {body}", case.name);
         assert_eq!(body["error"]["code"], case.code, "{}: {body}", case.name);
-        assert_eq!(body["error"]["field"].as_str(), case.field, "{}: {body}", case.name);
-        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", case.name);
+        assert_eq!(
+            body["error"]["field"].as_str(),
+            case.field,
+            "{}: {body}",
+            case.name
+        );
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{}",
+            case.name
+        );
     }
     // Nothing was queued or sent...
     tokio::time::sleep(Duration::from_millis(200)).await;
     let outbound = app.gateway.db.queue(carteiro_local::OUTBOUND_QUEUE);
-    assert!(outbound.receive(10, Duration::from_secs(1)).await.unwrap().is_empty());
-    let outbox: Value = app.http.get(app.url("/sandbox/outbox")).send().await.unwrap().json().await.unwrap();
+    assert!(
+        outbound
+            .receive(10, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let outbox: Value = app
+        .http
+        .get(app.url("/sandbox/outbox"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(outbox["messages"], json!([]));
     // ...and no Idempotency-Key was used up: each still accepts a valid request.
     let valid = json!({"channel": "whatsapp", "to": "+5511999990001", "text": {"body": "Olá"}});
@@ -92,9 +241,18 @@ async fn bad_idempotency_keys_and_methods_are_refused() {
     let valid = json!({"channel": "whatsapp", "to": "+5511999990001", "text": {"body": "Olá"}});
     let res = app.send(&valid, Some(&"k".repeat(256))).await;
     assert_eq!(res.status(), 400);
-    assert_eq!(res.json::<Value>().await.unwrap()["error"]["field"], "Idempotency-Key");
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"]["field"],
+        "Idempotency-Key"
+    );
 
-    let res = app.http.get(app.url("/v1/messages")).bearer_auth(API_KEY).send().await.unwrap();
+    let res = app
+        .http
+        .get(app.url("/v1/messages"))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 405);
     let res = app
         .http

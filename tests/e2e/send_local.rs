@@ -2,7 +2,9 @@
 //! in-process dispatch → WhatsApp (sandbox or the Graph API on wiremock) → delivery state.
 
 use carteiro_e2e::local::{TestApp, default_secrets, spawn_app, spawn_app_with};
-use carteiro_e2e::webhooks::{ACCESS_TOKEN, APP_SECRET, OTHER_API_KEY, PHONE_NUMBER_ID, sign, status_payload};
+use carteiro_e2e::webhooks::{
+    ACCESS_TOKEN, APP_SECRET, OTHER_API_KEY, PHONE_NUMBER_ID, sign, status_payload,
+};
 use serde_json::{Value, json};
 use std::time::Duration;
 use wiremock::matchers::{header, method, path};
@@ -53,9 +55,22 @@ async fn local_whatsapp_without_credentials_is_delivered_to_the_sandbox_outbox()
     let id = accepted_id(app.send(&text_message(), None).await).await;
     let record = app.message_when(&id, |m| m["status"] == "sent").await;
     assert_eq!(record["attempts"][0]["provider_status"], "sandbox");
-    assert!(record["provider_message_id"].as_str().unwrap().starts_with("wamid.sandbox."));
+    assert!(
+        record["provider_message_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("wamid.sandbox.")
+    );
 
-    let outbox: Value = app.http.get(app.url("/sandbox/outbox")).send().await.unwrap().json().await.unwrap();
+    let outbox: Value = app
+        .http
+        .get(app.url("/sandbox/outbox"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let sent = &outbox["messages"][0]["body"];
     assert_eq!(sent["to"], "5511999990001");
     assert_eq!(sent["text"]["body"], "Olá");
@@ -67,7 +82,10 @@ async fn local_whatsapp_is_sent_through_the_graph_api_and_its_statuses_reconcile
     let graph = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path(GRAPH_PATH))
-        .and(header("authorization", format!("Bearer {ACCESS_TOKEN}").as_str()))
+        .and(header(
+            "authorization",
+            format!("Bearer {ACCESS_TOKEN}").as_str(),
+        ))
         .respond_with(accepted("wamid.LOCAL1"))
         .expect(1)
         .mount(&graph)
@@ -81,7 +99,9 @@ async fn local_whatsapp_is_sent_through_the_graph_api_and_its_statuses_reconcile
     assert_eq!(record["recipient"], "+5511999990001");
 
     let webhook = status_payload("wamid.LOCAL1", "delivered", 1_700_000_100, Some(&id));
-    let res = app.post_webhook(&webhook, Some(&sign(APP_SECRET, &webhook))).await;
+    let res = app
+        .post_webhook(&webhook, Some(&sign(APP_SECRET, &webhook)))
+        .await;
     assert_eq!(res.status(), 200);
     let record = app.message_when(&id, |m| m["status"] == "delivered").await;
     assert_eq!(record["events"][0]["status"], "delivered");
@@ -133,7 +153,10 @@ async fn a_message_is_visible_only_to_the_key_that_sent_it() {
         .unwrap();
     assert_eq!(res.status(), 404);
     let (status, body) = app.message("msg_0190f0c2a0f47c1e9c7e6d4a8b2f1e3d").await;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
     assert_eq!(app.message("not-an-id").await.0, 404);
 }
 
@@ -146,10 +169,15 @@ async fn a_transient_meta_error_schedules_a_retry() {
         .await;
     let app = app_with_graph(&graph, ACCESS_TOKEN).await;
     let id = accepted_id(app.send(&text_message(), None).await).await;
-    let record = app.message_when(&id, |m| m["status"] == "retry_scheduled").await;
+    let record = app
+        .message_when(&id, |m| m["status"] == "retry_scheduled")
+        .await;
     assert_eq!(record["last_error"]["code"], "131000");
     assert_eq!(record["attempts"][0]["outcome"], "retryable");
-    assert!(record["next_attempt_at"].as_i64().unwrap() > record["attempts"][0]["started_at"].as_i64().unwrap());
+    assert!(
+        record["next_attempt_at"].as_i64().unwrap()
+            > record["attempts"][0]["started_at"].as_i64().unwrap()
+    );
 }
 
 #[tokio::test]
@@ -162,7 +190,9 @@ async fn throttling_and_pair_limits_schedule_retries_with_their_class() {
             .await;
         let app = app_with_graph(&graph, ACCESS_TOKEN).await;
         let id = accepted_id(app.send(&text_message(), None).await).await;
-        let record = app.message_when(&id, |m| m["status"] == "retry_scheduled").await;
+        let record = app
+            .message_when(&id, |m| m["status"] == "retry_scheduled")
+            .await;
         assert_eq!(record["attempts"][0]["outcome"], class, "{code}");
         assert_eq!(record["last_error"]["code"], code.to_string());
     }
@@ -172,7 +202,11 @@ async fn throttling_and_pair_limits_schedule_retries_with_their_class() {
 async fn a_permanent_meta_error_fails_the_message_with_metas_reason() {
     let graph = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(meta_error(404, 132001, "template name does not exist in the translation"))
+        .respond_with(meta_error(
+            404,
+            132001,
+            "template name does not exist in the translation",
+        ))
         .expect(1)
         .mount(&graph)
         .await;
@@ -180,7 +214,10 @@ async fn a_permanent_meta_error_fails_the_message_with_metas_reason() {
     let id = accepted_id(app.send(&text_message(), None).await).await;
     let record = app.message_when(&id, |m| m["status"] == "failed").await;
     assert_eq!(record["last_error"]["code"], "132001");
-    assert_eq!(record["last_error"]["details"], "template name does not exist in the translation");
+    assert_eq!(
+        record["last_error"]["details"],
+        "template name does not exist in the translation"
+    );
     assert_eq!(record["attempts"].as_array().unwrap().len(), 1);
 }
 
@@ -201,7 +238,8 @@ async fn an_expired_token_is_refreshed_from_the_secret_and_the_message_sent() {
         .await;
     let app = app_with_graph(&graph, "old-token").await;
     // The operator rotates the token; the gateway still holds the old one in its cache.
-    let mut secrets: Value = serde_json::from_str(&std::fs::read_to_string(app.secrets_file()).unwrap()).unwrap();
+    let mut secrets: Value =
+        serde_json::from_str(&std::fs::read_to_string(app.secrets_file()).unwrap()).unwrap();
     secrets["whatsapp"]["access_token"] = json!("new-token");
     std::fs::write(app.secrets_file(), secrets.to_string()).unwrap();
 

@@ -4,8 +4,8 @@
 use crate::intake_aws::aws_stack;
 use carteiro_e2e::local::spawn_app;
 use carteiro_e2e::webhooks::{APP_SECRET, new_wamid, sent_record, sign, status_payload};
-use carteiro_shared::domain::delivery::DeliveryRecord;
 use carteiro_shared::domain::DeliveryStatus;
+use carteiro_shared::domain::delivery::DeliveryRecord;
 use carteiro_shared::ports::DeliveryStore;
 use std::time::Duration;
 
@@ -33,7 +33,9 @@ async fn local_reordered_and_repeated_statuses_converge_to_read() {
     let record = sent_record(&wamid);
     store.create(&record).await.unwrap();
     for body in hostile_order(&wamid) {
-        let res = app.post_webhook(&body, Some(&sign(APP_SECRET, &body))).await;
+        let res = app
+            .post_webhook(&body, Some(&sign(APP_SECRET, &body)))
+            .await;
         assert_eq!(res.status(), 200);
     }
     // Wait until the consumer has drained the queue: 3 distinct statuses → version + 3.
@@ -62,7 +64,9 @@ async fn aws_reordered_and_repeated_statuses_converge_to_read() {
     stack.store.create(&record).await.unwrap();
     // Posted as one burst so the consumer sees duplicates in the same and in later batches.
     for body in hostile_order(&wamid) {
-        let (status, _) = stack.post_webhook(&body, Some(&sign(APP_SECRET, &body))).await;
+        let (status, _) = stack
+            .post_webhook(&body, Some(&sign(APP_SECRET, &body)))
+            .await;
         assert_eq!(status, 200);
     }
     assert_eq!(stack.drain_inbound().await, 8);
@@ -78,7 +82,9 @@ async fn failed_status_keeps_metas_error_code_and_details() {
     let record = sent_record(&wamid);
     stack.store.create(&record).await.unwrap();
     let body = status_payload(&wamid, "failed", 1_700_000_100, Some(record.id.as_str()));
-    let (status, _) = stack.post_webhook(&body, Some(&sign(APP_SECRET, &body))).await;
+    let (status, _) = stack
+        .post_webhook(&body, Some(&sign(APP_SECRET, &body)))
+        .await;
     assert_eq!(status, 200);
     stack.drain_inbound().await;
     let stored = stack.store.get(&record.id).await.unwrap().unwrap();

@@ -19,7 +19,10 @@ pub fn request(
     // API Gateway base64-encodes bodies it does not consider text; do the same for binary.
     let (body, encoded) = match std::str::from_utf8(body) {
         Ok(text) => (json!(text), false),
-        Err(_) => (json!(base64::engine::general_purpose::STANDARD.encode(body)), true),
+        Err(_) => (
+            json!(base64::engine::general_purpose::STANDARD.encode(body)),
+            true,
+        ),
     };
     let event = json!({
         "version": "2.0",

@@ -27,7 +27,7 @@ use carteiro_shared::domain::ids::{MessageId, Wamid};
 use carteiro_shared::domain::time::Timestamp;
 use carteiro_shared::ports::queue::{MAX_BATCH, OutgoingMessage, Queue, ReceivedMessage};
 use carteiro_shared::ports::store::{
-    CreateOutcome, DeliveryStore, KeptKind, KeptRecord, InsertOutcome, ReplaceOutcome,
+    CreateOutcome, DeliveryStore, InsertOutcome, KeptKind, KeptRecord, ReplaceOutcome,
 };
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -638,17 +638,11 @@ pub async fn store_inbound_put_is_insert_once(store: &dyn DeliveryStore) {
     );
 
     assert_eq!(
-        store
-            .list_kept(KeptKind::Message, &key)
-            .await
-            .unwrap(),
+        store.list_kept(KeptKind::Message, &key).await.unwrap(),
         vec![first]
     );
     assert_eq!(
-        store
-            .list_kept(KeptKind::AccountEvent, &key)
-            .await
-            .unwrap(),
+        store.list_kept(KeptKind::AccountEvent, &key).await.unwrap(),
         vec![other_kind]
     );
 }
@@ -694,10 +688,7 @@ pub async fn store_expired_inbound_record_counts_as_absent(store: &dyn DeliveryS
     let old = expired(KeptKind::OrphanStatus, &key, "delivered");
     store.put_kept(&old).await.unwrap();
     assert_eq!(
-        store
-            .list_kept(KeptKind::OrphanStatus, &key)
-            .await
-            .unwrap(),
+        store.list_kept(KeptKind::OrphanStatus, &key).await.unwrap(),
         vec![]
     );
 
@@ -707,10 +698,7 @@ pub async fn store_expired_inbound_record_counts_as_absent(store: &dyn DeliveryS
         InsertOutcome::Inserted
     );
     assert_eq!(
-        store
-            .list_kept(KeptKind::OrphanStatus, &key)
-            .await
-            .unwrap(),
+        store.list_kept(KeptKind::OrphanStatus, &key).await.unwrap(),
         vec![fresh]
     );
 }

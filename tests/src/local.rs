@@ -27,7 +27,11 @@ impl TestApp {
     }
 
     /// POSTs a send request with the test API key and an optional Idempotency-Key.
-    pub async fn send(&self, body: &serde_json::Value, idempotency_key: Option<&str>) -> reqwest::Response {
+    pub async fn send(
+        &self,
+        body: &serde_json::Value,
+        idempotency_key: Option<&str>,
+    ) -> reqwest::Response {
         let mut req = self
             .http
             .post(self.url("/v1/messages"))
@@ -53,7 +57,11 @@ impl TestApp {
     }
 
     /// Polls a message until `done` holds (5 s at most).
-    pub async fn message_when(&self, id: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    pub async fn message_when(
+        &self,
+        id: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         for _ in 0..250 {
             let (status, body) = self.message(id).await;
             if status == 200 && done(&body) {
@@ -61,7 +69,10 @@ impl TestApp {
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        panic!("message {id} never reached the expected state: {:?}", self.message(id).await);
+        panic!(
+            "message {id} never reached the expected state: {:?}",
+            self.message(id).await
+        );
     }
 
     /// POSTs a webhook body signed with `secret` (pass `None` for no signature header).

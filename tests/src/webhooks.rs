@@ -42,7 +42,12 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
 }
 
 /// A `messages` webhook carrying one status for `wamid`.
-pub fn status_payload(wamid: &str, status: &str, timestamp: i64, callback: Option<&str>) -> Vec<u8> {
+pub fn status_payload(
+    wamid: &str,
+    status: &str,
+    timestamp: i64,
+    callback: Option<&str>,
+) -> Vec<u8> {
     let mut item = json!({
         "id": wamid,
         "status": status,

@@ -31,11 +31,16 @@ pub async fn context_from_env(env: Env<'_>) -> Result<DispatchContext, ConfigErr
             reason: e.to_string(),
         })?;
     let secrets = Secrets::new(Arc::new(source));
-    let graph = GraphClient::new(&GraphSettings::from_env(env)?).map_err(|e| ConfigError::Invalid {
-        var: "CARTEIRO_GRAPH_TIMEOUT_MS",
-        reason: e.to_string(),
-    })?;
-    let email = SmtpFromSecrets::new(secrets.clone(), SmtpSettings::from_env(env)?, MailerOptions::default());
+    let graph =
+        GraphClient::new(&GraphSettings::from_env(env)?).map_err(|e| ConfigError::Invalid {
+            var: "CARTEIRO_GRAPH_TIMEOUT_MS",
+            reason: e.to_string(),
+        })?;
+    let email = SmtpFromSecrets::new(
+        secrets.clone(),
+        SmtpSettings::from_env(env)?,
+        MailerOptions::default(),
+    );
     Ok(DispatchContext {
         store: Arc::new(DynamoStore::new(
             aws_sdk_dynamodb::Client::new(&sdk),
@@ -58,5 +63,8 @@ pub async fn handler(
     ctx: &DispatchContext,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-    Ok(serve_sqs(event.payload, |events| async move { dispatch::process_batch(ctx, &events).await }).await?)
+    Ok(serve_sqs(event.payload, |events| async move {
+        dispatch::process_batch(ctx, &events).await
+    })
+    .await?)
 }

@@ -9,5 +9,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     init_logging(LogFormat::Json);
     let ctx = carteiro_dispatch::context_from_env(Env::new(&process_env)).await?;
     let ctx = &ctx;
-    run(service_fn(move |event| carteiro_dispatch::handler(ctx, event))).await
+    run(service_fn(move |event| {
+        carteiro_dispatch::handler(ctx, event)
+    }))
+    .await
 }

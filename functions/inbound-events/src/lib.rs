@@ -26,5 +26,8 @@ pub async fn handler(
     ctx: &InboundContext,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-    Ok(serve_sqs(event.payload, |events| async move { inbound::process_batch(ctx, &events).await }).await?)
+    Ok(serve_sqs(event.payload, |events| async move {
+        inbound::process_batch(ctx, &events).await
+    })
+    .await?)
 }

@@ -9,5 +9,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     init_logging(LogFormat::Json);
     let ctx = carteiro_inbound_events::context_from_env(Env::new(&process_env)).await?;
     let ctx = &ctx;
-    run(service_fn(move |event| carteiro_inbound_events::handler(ctx, event))).await
+    run(service_fn(move |event| {
+        carteiro_inbound_events::handler(ctx, event)
+    }))
+    .await
 }

@@ -42,6 +42,9 @@ pub async fn context_from_env(env: Env<'_>) -> Result<SendApiContext, ConfigErro
 }
 
 /// The Lambda handler.
-pub async fn handler(ctx: &SendApiContext, req: Request) -> Result<Response<Body>, lambda_http::Error> {
+pub async fn handler(
+    ctx: &SendApiContext,
+    req: Request,
+) -> Result<Response<Body>, lambda_http::Error> {
     serve_http(req, |req| send_api::handle(ctx, req)).await
 }

@@ -4,8 +4,8 @@
 //! lives in the shared crate, where the local runtime runs it too.
 
 use carteiro_shared::adapters::aws::{SecretIds, SecretsManagerSource, SqsQueue};
-use carteiro_shared::config::{ConfigError, Env};
 use carteiro_shared::config::IntakeSettings;
+use carteiro_shared::config::{ConfigError, Env};
 use carteiro_shared::intake::{self, IntakeContext};
 use carteiro_shared::lambda::serve_http;
 use carteiro_shared::secrets::Secrets;
@@ -36,6 +36,9 @@ pub async fn context_from_env(env: Env<'_>) -> Result<IntakeContext, ConfigError
 }
 
 /// The Lambda handler.
-pub async fn handler(ctx: &IntakeContext, req: Request) -> Result<Response<Body>, lambda_http::Error> {
+pub async fn handler(
+    ctx: &IntakeContext,
+    req: Request,
+) -> Result<Response<Body>, lambda_http::Error> {
     serve_http(req, |req| intake::handle(ctx, req)).await
 }

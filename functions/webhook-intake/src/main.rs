@@ -9,5 +9,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     init_logging(LogFormat::Json);
     let ctx = carteiro_webhook_intake::context_from_env(Env::new(&process_env)).await?;
     let ctx = &ctx;
-    run(service_fn(move |req| carteiro_webhook_intake::handler(ctx, req))).await
+    run(service_fn(move |req| {
+        carteiro_webhook_intake::handler(ctx, req)
+    }))
+    .await
 }

@@ -35,7 +35,11 @@ impl SmtpFromSecrets {
     }
 
     async fn mailer(&self, refresh: bool) -> Result<Arc<SmtpMailer>, SendFailure> {
-        let secret = self.secrets.smtp(refresh).await.map_err(|e| secret_failure(&e))?;
+        let secret = self
+            .secrets
+            .smtp(refresh)
+            .await
+            .map_err(|e| secret_failure(&e))?;
         let digest = fingerprint(&secret);
         let mut current = self.current.lock().await;
         if let Some((known, mailer)) = current.as_ref()
@@ -62,12 +66,18 @@ impl EmailSender for SmtpFromSecrets {
             Ok(mailer) => mailer.send(email).await,
             Err(failure) => return SendOutcome::Failed(failure),
         };
-        let SendOutcome::Failed(SendFailure { class: FailureClass::Token, .. }) = &first else {
+        let SendOutcome::Failed(SendFailure {
+            class: FailureClass::Token,
+            ..
+        }) = &first
+        else {
             return first;
         };
         // Authentication happens before MAIL FROM, so nothing was sent: retrying cannot
         // duplicate the message.
-        tracing::warn!("the SMTP server refused the credentials; re-reading the secret and retrying once");
+        tracing::warn!(
+            "the SMTP server refused the credentials; re-reading the secret and retrying once"
+        );
         match self.mailer(true).await {
             Ok(mailer) => mailer.send(email).await,
             Err(failure) => SendOutcome::Failed(failure),
@@ -81,7 +91,11 @@ fn fingerprint(secret: &SmtpSecret) -> String {
         secret.smtp_host.as_str(),
         &secret.smtp_port.to_string(),
         secret.smtp_user.as_deref().unwrap_or(""),
-        secret.smtp_password.as_ref().map(|p| p.expose_secret()).unwrap_or(""),
+        secret
+            .smtp_password
+            .as_ref()
+            .map(|p| p.expose_secret())
+            .unwrap_or(""),
         &secret.from_email,
         if secret.use_ssl { "ssl" } else { "starttls" },
     ] {

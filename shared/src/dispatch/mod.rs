@@ -117,7 +117,14 @@ pub async fn dispatch(ctx: &DispatchContext, body: &str) -> Result<Dispatched, D
     let started = Instant::now();
     let outcome = send(ctx, &record).await;
     let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let (attempt, result) = judge(ctx, &record, attempt_number, started_at, latency_ms, outcome);
+    let (attempt, result) = judge(
+        ctx,
+        &record,
+        attempt_number,
+        started_at,
+        latency_ms,
+        outcome,
+    );
     let record = finish(ctx, record, attempt, result.clone()).await?;
     match &result {
         AttemptResult::Retry { at, .. } => {
@@ -130,7 +137,8 @@ pub async fn dispatch(ctx: &DispatchContext, body: &str) -> Result<Dispatched, D
             }
         }
         AttemptResult::Accepted {
-            provider_message_id, ..
+            provider_message_id,
+            ..
         } => {
             if let Ok(wamid) = crate::domain::ids::Wamid::parse(provider_message_id) {
                 // Statuses that beat this write were kept as orphans; apply them now.
@@ -182,7 +190,11 @@ async fn claim(
     Err(DispatchError::Contended(job.id.to_string()))
 }
 
-async fn requeue(ctx: &DispatchContext, job: &DispatchJob, wait: Duration) -> Result<(), QueueError> {
+async fn requeue(
+    ctx: &DispatchContext,
+    job: &DispatchJob,
+    wait: Duration,
+) -> Result<(), QueueError> {
     // SQS delays are whole seconds; rounding down would deliver the job before it is due.
     let wait = Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
     let body = serde_json::to_string(job).map_err(|e| QueueError::Unavailable(e.to_string()))?;
@@ -265,14 +277,18 @@ fn judge(
                 &mut rand::rng(),
             );
             let result = match (failure.class, delay) {
-                (FailureClass::Permanent, _) => AttemptResult::Failed { error: failure.error },
+                (FailureClass::Permanent, _) => AttemptResult::Failed {
+                    error: failure.error,
+                },
                 (_, Some(wait)) => AttemptResult::Retry {
                     at: ctx.clock.now().plus(wait),
                     error: failure.error,
                 },
                 (_, None) => {
                     tracing::warn!(id = %record.id, attempts = number, "retries exhausted; message given up");
-                    AttemptResult::Dead { error: failure.error }
+                    AttemptResult::Dead {
+                        error: failure.error,
+                    }
                 }
             };
             (attempt, result)

@@ -282,20 +282,28 @@ impl DeliveryRecord {
     /// `sending` record whose lease expired (its worker died; the attempt's fate is unknown and
     /// the status webhooks reconcile it if the provider did accept it). Returns the attempt
     /// number. The caller writes the record with a version check, so only one claim wins.
-    pub fn claim(&mut self, now: Timestamp, lease: std::time::Duration) -> Result<u32, ClaimRefused> {
+    pub fn claim(
+        &mut self,
+        now: Timestamp,
+        lease: std::time::Duration,
+    ) -> Result<u32, ClaimRefused> {
         match self.status {
             DeliveryStatus::Queued | DeliveryStatus::RetryScheduled => {
                 if let Some(at) = self.next_attempt_at
                     && at > now
                 {
-                    return Err(ClaimRefused::NotDue { next_attempt_at: at });
+                    return Err(ClaimRefused::NotDue {
+                        next_attempt_at: at,
+                    });
                 }
             }
             DeliveryStatus::Sending => {
                 if let Some(until) = self.lease_expires_at
                     && until > now
                 {
-                    return Err(ClaimRefused::InFlight { lease_expires_at: until });
+                    return Err(ClaimRefused::InFlight {
+                        lease_expires_at: until,
+                    });
                 }
             }
             _ => return Err(ClaimRefused::Terminal),
@@ -305,7 +313,9 @@ impl DeliveryRecord {
         self.next_attempt_at = None;
         self.version += 1;
         self.updated_at = now;
-        Ok(u32::try_from(self.attempts.len()).unwrap_or(u32::MAX).saturating_add(1))
+        Ok(u32::try_from(self.attempts.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(1))
     }
 
     /// Records how an attempt ended. Safe to re-apply to a fresher copy of the record after a
@@ -320,7 +330,8 @@ impl DeliveryRecord {
         let in_flight = self.status.rank() == 0;
         match result {
             AttemptResult::Accepted {
-                provider_message_id, ..
+                provider_message_id,
+                ..
             } => {
                 if self.provider_message_id.is_none() {
                     self.provider_message_id = Some(provider_message_id);
@@ -456,10 +467,16 @@ mod tests {
     #[test]
     fn duplicates_change_nothing_and_do_not_bump_the_version() {
         let mut r = record();
-        assert_eq!(r.apply_status(&update("delivered", 20), Timestamp::from_secs(50)), StatusChange::Applied);
+        assert_eq!(
+            r.apply_status(&update("delivered", 20), Timestamp::from_secs(50)),
+            StatusChange::Applied
+        );
         let after_first = r.clone();
         for _ in 0..4 {
-            assert_eq!(r.apply_status(&update("delivered", 20), Timestamp::from_secs(60)), StatusChange::Duplicate);
+            assert_eq!(
+                r.apply_status(&update("delivered", 20), Timestamp::from_secs(60)),
+                StatusChange::Duplicate
+            );
         }
         assert_eq!(r, after_first);
     }
@@ -468,13 +485,19 @@ mod tests {
     fn failed_keeps_metas_error_and_outranks_a_late_sent() {
         let r = apply_all(&["failed", "sent"]);
         assert_eq!(r.status, DeliveryStatus::Failed);
-        assert_eq!(r.last_error.as_ref().map(|e| e.code.as_str()), Some("131049"));
+        assert_eq!(
+            r.last_error.as_ref().map(|e| e.code.as_str()),
+            Some("131049")
+        );
         assert_eq!(r.events.len(), 2);
     }
 
     #[test]
     fn delivery_evidence_outranks_a_failure_report() {
-        assert_eq!(apply_all(&["delivered", "failed"]).status, DeliveryStatus::Delivered);
+        assert_eq!(
+            apply_all(&["delivered", "failed"]).status,
+            DeliveryStatus::Delivered
+        );
         assert_eq!(apply_all(&["failed", "read"]).status, DeliveryStatus::Read);
     }
 
@@ -517,10 +540,22 @@ mod tests {
         let now = Timestamp::from_secs(2_000);
         assert_eq!(r.claim(now, LEASE), Ok(1));
         assert_eq!(r.status, DeliveryStatus::Sending);
-        assert!(matches!(r.clone().claim(now, LEASE), Err(ClaimRefused::InFlight { .. })));
+        assert!(matches!(
+            r.clone().claim(now, LEASE),
+            Err(ClaimRefused::InFlight { .. })
+        ));
         // The worker died: once the lease is over another may take it, as attempt 2.
-        r.attempts.push(Attempt { outcome: "unknown".into(), ..attempt(1) });
-        assert_eq!(r.claim(now.plus(LEASE).plus(std::time::Duration::from_secs(1)), LEASE), Ok(2));
+        r.attempts.push(Attempt {
+            outcome: "unknown".into(),
+            ..attempt(1)
+        });
+        assert_eq!(
+            r.claim(
+                now.plus(LEASE).plus(std::time::Duration::from_secs(1)),
+                LEASE
+            ),
+            Ok(2)
+        );
     }
 
     #[test]
@@ -528,10 +563,27 @@ mod tests {
         let mut r = record();
         let now = Timestamp::from_secs(2_000);
         r.claim(now, LEASE).ok();
-        let error = DeliveryError { source: "whatsapp".into(), code: "131000".into(), message: "x".into(), details: None };
-        r.finish_attempt(attempt(1), AttemptResult::Retry { at: Timestamp::from_secs(2_030), error }, now);
+        let error = DeliveryError {
+            source: "whatsapp".into(),
+            code: "131000".into(),
+            message: "x".into(),
+            details: None,
+        };
+        r.finish_attempt(
+            attempt(1),
+            AttemptResult::Retry {
+                at: Timestamp::from_secs(2_030),
+                error,
+            },
+            now,
+        );
         assert_eq!(r.status, DeliveryStatus::RetryScheduled);
-        assert_eq!(r.clone().claim(Timestamp::from_secs(2_010), LEASE), Err(ClaimRefused::NotDue { next_attempt_at: Timestamp::from_secs(2_030) }));
+        assert_eq!(
+            r.clone().claim(Timestamp::from_secs(2_010), LEASE),
+            Err(ClaimRefused::NotDue {
+                next_attempt_at: Timestamp::from_secs(2_030)
+            })
+        );
         assert_eq!(r.claim(Timestamp::from_secs(2_030), LEASE), Ok(2));
     }
 
@@ -539,7 +591,10 @@ mod tests {
     fn terminal_records_cannot_be_claimed() {
         let mut r = record();
         r.status = DeliveryStatus::Sent;
-        assert_eq!(r.claim(Timestamp::from_secs(1), LEASE), Err(ClaimRefused::Terminal));
+        assert_eq!(
+            r.claim(Timestamp::from_secs(1), LEASE),
+            Err(ClaimRefused::Terminal)
+        );
     }
 
     #[test]
@@ -548,7 +603,10 @@ mod tests {
         r.claim(Timestamp::from_secs(2_000), LEASE).ok();
         // Meta's `delivered` webhook landed before dispatch wrote `sent`.
         r.apply_status(&update("delivered", 2_001), Timestamp::from_secs(2_001));
-        let accepted = AttemptResult::Accepted { provider_message_id: "wamid.TEST".into(), provider_status: None };
+        let accepted = AttemptResult::Accepted {
+            provider_message_id: "wamid.TEST".into(),
+            provider_status: None,
+        };
         r.finish_attempt(attempt(1), accepted.clone(), Timestamp::from_secs(2_002));
         r.finish_attempt(attempt(1), accepted, Timestamp::from_secs(2_002));
         assert_eq!(r.status, DeliveryStatus::Delivered);

@@ -185,7 +185,14 @@ mod tests {
             PhoneNumber::parse("5511999990001").map(|p| p.as_str().to_owned()),
             Ok("+5511999990001".to_owned())
         );
-        for bad in ["+0123456789", "+55 11 9999", "+1234567", "+1234567890123456", "abc", ""] {
+        for bad in [
+            "+0123456789",
+            "+55 11 9999",
+            "+1234567",
+            "+1234567890123456",
+            "abc",
+            "",
+        ] {
             assert!(PhoneNumber::parse(bad).is_err(), "{bad} should be refused");
         }
     }

@@ -213,13 +213,7 @@ pub struct Attachment {
 }
 
 const CONTENT_KEYS: [&str; 7] = [
-    "text",
-    "template",
-    "image",
-    "document",
-    "audio",
-    "video",
-    "sticker",
+    "text", "template", "image", "document", "audio", "video", "sticker",
 ];
 
 impl SendRequest {
@@ -335,8 +329,10 @@ fn array<'a>(v: Option<&'a Value>, path: &str) -> Result<&'a [Value]> {
 impl WhatsAppMessage {
     fn parse(obj: &Map<String, Value>, prefix: &str) -> Result<Self> {
         let to_path = format!("{prefix}to");
-        let to = string_field(obj, "to", &to_path)?.ok_or_else(|| ValidationError::missing(&to_path))?;
-        let to = PhoneNumber::parse(&to).map_err(|e| ValidationError::invalid(&to_path, e.reason))?;
+        let to =
+            string_field(obj, "to", &to_path)?.ok_or_else(|| ValidationError::missing(&to_path))?;
+        let to =
+            PhoneNumber::parse(&to).map_err(|e| ValidationError::invalid(&to_path, e.reason))?;
 
         let present: Vec<&str> = CONTENT_KEYS
             .iter()
@@ -370,7 +366,10 @@ impl WhatsAppMessage {
                     None | Some(Value::Null) => false,
                     Some(Value::Bool(b)) => *b,
                     Some(_) => {
-                        return Err(ValidationError::invalid(format!("{path}.preview_url"), "must be true or false"));
+                        return Err(ValidationError::invalid(
+                            format!("{path}.preview_url"),
+                            "must be true or false",
+                        ));
                     }
                 };
                 WhatsAppContent::Text { body, preview_url }
@@ -393,7 +392,12 @@ impl WhatsAppMessage {
             Some(c) => {
                 let cpath = format!("{prefix}context");
                 let o = object(c, &cpath)?;
-                Some(required_string(o, "message_id", &format!("{cpath}.message_id"), 512)?)
+                Some(required_string(
+                    o,
+                    "message_id",
+                    &format!("{cpath}.message_id"),
+                    512,
+                )?)
             }
         };
         Ok(Self {
@@ -457,7 +461,14 @@ impl WhatsAppMessage {
 }
 
 const PARAMETER_TYPES: [&str; 8] = [
-    "text", "currency", "date_time", "image", "document", "video", "payload", "location",
+    "text",
+    "currency",
+    "date_time",
+    "image",
+    "document",
+    "video",
+    "payload",
+    "location",
 ];
 
 fn parse_template(o: &Map<String, Value>, path: &str) -> Result<WhatsAppContent> {
@@ -477,12 +488,22 @@ fn parse_template(o: &Map<String, Value>, path: &str) -> Result<WhatsAppContent>
         Some(Value::String(s)) => s.clone(),
         Some(Value::Object(l)) => required_string(l, "code", &format!("{lpath}.code"), 16)?,
         None | Some(Value::Null) => return Err(ValidationError::missing(&lpath)),
-        Some(_) => return Err(ValidationError::invalid(&lpath, "must be a language code such as pt_BR")),
+        Some(_) => {
+            return Err(ValidationError::invalid(
+                &lpath,
+                "must be a language code such as pt_BR",
+            ));
+        }
     };
     let valid_code = (2..=16).contains(&language.len())
-        && language.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_');
+        && language
+            .bytes()
+            .all(|b| b.is_ascii_alphabetic() || b == b'_');
     if !valid_code {
-        return Err(ValidationError::invalid(&lpath, "must be a language code such as pt_BR"));
+        return Err(ValidationError::invalid(
+            &lpath,
+            "must be a language code such as pt_BR",
+        ));
     }
     let mut components = match o.get("components") {
         None | Some(Value::Null) => Vec::new(),
@@ -500,10 +521,20 @@ fn parse_template(o: &Map<String, Value>, path: &str) -> Result<WhatsAppContent>
         let cpath = format!("{path}.components[{i}]");
         let c = object(component, &cpath)?;
         let ctype = required_string(c, "type", &format!("{cpath}.type"), 32)?;
-        if !["header", "body", "button", "footer", "carousel", "limited_time_offer"]
-            .contains(&ctype.as_str())
+        if ![
+            "header",
+            "body",
+            "button",
+            "footer",
+            "carousel",
+            "limited_time_offer",
+        ]
+        .contains(&ctype.as_str())
         {
-            return Err(ValidationError::invalid(format!("{cpath}.type"), "unknown component type"));
+            return Err(ValidationError::invalid(
+                format!("{cpath}.type"),
+                "unknown component type",
+            ));
         }
         if ctype == "button" {
             required_string(c, "sub_type", &format!("{cpath}.sub_type"), 32)?;
@@ -514,7 +545,10 @@ fn parse_template(o: &Map<String, Value>, path: &str) -> Result<WhatsAppContent>
                 _ => false,
             };
             if !index_ok {
-                return Err(ValidationError::invalid(format!("{cpath}.index"), "a button component needs its index, 0 to 9"));
+                return Err(ValidationError::invalid(
+                    format!("{cpath}.index"),
+                    "a button component needs its index, 0 to 9",
+                ));
             }
         }
         let Some(parameters) = c.get("parameters") else {
@@ -526,11 +560,16 @@ fn parse_template(o: &Map<String, Value>, path: &str) -> Result<WhatsAppContent>
             let p = object(parameter, &pp)?;
             let ptype = required_string(p, "type", &format!("{pp}.type"), 32)?;
             if !PARAMETER_TYPES.contains(&ptype.as_str()) {
-                return Err(ValidationError::invalid(format!("{pp}.type"), "unknown parameter type"));
+                return Err(ValidationError::invalid(
+                    format!("{pp}.type"),
+                    "unknown parameter type",
+                ));
             }
             // Each parameter carries its value under the key named by its type.
             match p.get(&ptype) {
-                None | Some(Value::Null) => return Err(ValidationError::missing(format!("{pp}.{ptype}"))),
+                None | Some(Value::Null) => {
+                    return Err(ValidationError::missing(format!("{pp}.{ptype}")));
+                }
                 Some(Value::String(s)) if s.trim().is_empty() => {
                     return Err(ValidationError::missing(format!("{pp}.{ptype}")));
                 }
@@ -552,28 +591,45 @@ fn parse_media(kind: MediaKind, o: &Map<String, Value>, path: &str) -> Result<Wh
         (Some(link), None) => {
             let ok = link.starts_with("https://") || link.starts_with("http://");
             if !ok || link.len() > 2048 || link.chars().any(char::is_whitespace) {
-                return Err(ValidationError::invalid(format!("{path}.link"), "must be an http(s) URL"));
+                return Err(ValidationError::invalid(
+                    format!("{path}.link"),
+                    "must be an http(s) URL",
+                ));
             }
             MediaSource::Link(link)
         }
         (None, Some(id)) if !id.trim().is_empty() && id.len() <= 256 => MediaSource::Id(id),
-        (None, Some(_)) => return Err(ValidationError::invalid(format!("{path}.id"), "must be a media id")),
+        (None, Some(_)) => {
+            return Err(ValidationError::invalid(
+                format!("{path}.id"),
+                "must be a media id",
+            ));
+        }
         (None, None) => return Err(ValidationError::missing(format!("{path}.link"))),
         (Some(_), Some(_)) => {
-            return Err(ValidationError::invalid(format!("{path}.id"), "give either link or id, not both"));
+            return Err(ValidationError::invalid(
+                format!("{path}.id"),
+                "give either link or id, not both",
+            ));
         }
     };
     let caption = string_field(o, "caption", &format!("{path}.caption"))?;
     if let Some(c) = &caption {
         if !kind.takes_caption() {
-            return Err(ValidationError::invalid(format!("{path}.caption"), format!("{} messages take no caption", kind.as_str())));
+            return Err(ValidationError::invalid(
+                format!("{path}.caption"),
+                format!("{} messages take no caption", kind.as_str()),
+            ));
         }
         check_len(c, &format!("{path}.caption"), limits::CAPTION)?;
     }
     let filename = string_field(o, "filename", &format!("{path}.filename"))?;
     if let Some(f) = &filename {
         if kind != MediaKind::Document {
-            return Err(ValidationError::invalid(format!("{path}.filename"), "only documents take a filename"));
+            return Err(ValidationError::invalid(
+                format!("{path}.filename"),
+                "only documents take a filename",
+            ));
         }
         check_len(f, &format!("{path}.filename"), limits::FILENAME)?;
     }
@@ -597,30 +653,49 @@ fn validate_interactive(o: &Map<String, Value>, path: &str) -> Result<()> {
         "location_request_message",
     ];
     if !known.contains(&itype.as_str()) {
-        return Err(ValidationError::invalid(format!("{path}.type"), format!("one of {}", known.join(", "))));
+        return Err(ValidationError::invalid(
+            format!("{path}.type"),
+            format!("one of {}", known.join(", ")),
+        ));
     }
     let needs_body = itype != "product";
     match o.get("body") {
         Some(b) => {
             let bo = object(b, &format!("{path}.body"))?;
-            required_string(bo, "text", &format!("{path}.body.text"), limits::INTERACTIVE_BODY)?;
+            required_string(
+                bo,
+                "text",
+                &format!("{path}.body.text"),
+                limits::INTERACTIVE_BODY,
+            )?;
         }
         None if needs_body => return Err(ValidationError::missing(format!("{path}.body.text"))),
         None => {}
     }
     if let Some(footer) = o.get("footer") {
         let fo = object(footer, &format!("{path}.footer"))?;
-        required_string(fo, "text", &format!("{path}.footer.text"), limits::INTERACTIVE_FOOTER)?;
+        required_string(
+            fo,
+            "text",
+            &format!("{path}.footer.text"),
+            limits::INTERACTIVE_FOOTER,
+        )?;
     }
     if let Some(header) = o.get("header") {
         let ho = object(header, &format!("{path}.header"))?;
         if ho.get("type").and_then(Value::as_str) == Some("text") {
-            required_string(ho, "text", &format!("{path}.header.text"), limits::INTERACTIVE_HEADER_TEXT)?;
+            required_string(
+                ho,
+                "text",
+                &format!("{path}.header.text"),
+                limits::INTERACTIVE_HEADER_TEXT,
+            )?;
         }
     }
     let apath = format!("{path}.action");
     let action = object(
-        o.get("action").ok_or_else(|| ValidationError::missing(&apath))?,
+        o.get("action")
+            .ok_or_else(|| ValidationError::missing(&apath))?,
         &apath,
     )?;
     match itype.as_str() {
@@ -637,16 +712,28 @@ fn validate_interactive(o: &Map<String, Value>, path: &str) -> Result<()> {
                 let p = format!("{bpath}[{i}]");
                 let bo = object(b, &p)?;
                 if bo.get("type").and_then(Value::as_str) != Some("reply") {
-                    return Err(ValidationError::invalid(format!("{p}.type"), "must be reply"));
+                    return Err(ValidationError::invalid(
+                        format!("{p}.type"),
+                        "must be reply",
+                    ));
                 }
                 let rp = format!("{p}.reply");
-                let r = object(bo.get("reply").ok_or_else(|| ValidationError::missing(&rp))?, &rp)?;
+                let r = object(
+                    bo.get("reply")
+                        .ok_or_else(|| ValidationError::missing(&rp))?,
+                    &rp,
+                )?;
                 required_string(r, "id", &format!("{rp}.id"), limits::BUTTON_ID)?;
                 required_string(r, "title", &format!("{rp}.title"), limits::BUTTON_TITLE)?;
             }
         }
         "list" => {
-            required_string(action, "button", &format!("{apath}.button"), limits::LIST_BUTTON)?;
+            required_string(
+                action,
+                "button",
+                &format!("{apath}.button"),
+                limits::LIST_BUTTON,
+            )?;
             let spath = format!("{apath}.sections");
             let sections = array(action.get("sections"), &spath)?;
             if sections.is_empty() {
@@ -673,7 +760,8 @@ fn validate_interactive(o: &Map<String, Value>, path: &str) -> Result<()> {
                     let ro = object(row, &rp)?;
                     required_string(ro, "id", &format!("{rp}.id"), limits::ROW_ID)?;
                     required_string(ro, "title", &format!("{rp}.title"), limits::ROW_TITLE)?;
-                    if let Some(d) = string_field(ro, "description", &format!("{rp}.description"))? {
+                    if let Some(d) = string_field(ro, "description", &format!("{rp}.description"))?
+                    {
                         check_len(&d, &format!("{rp}.description"), limits::ROW_DESCRIPTION)?;
                     }
                 }
@@ -690,7 +778,10 @@ fn validate_interactive(o: &Map<String, Value>, path: &str) -> Result<()> {
 /// A header value may not break the header: no CR, LF or other control characters.
 fn check_header_safe(s: &str, path: &str) -> Result<()> {
     if s.chars().any(char::is_control) {
-        Err(ValidationError::invalid(path, "must not contain line breaks or control characters"))
+        Err(ValidationError::invalid(
+            path,
+            "must not contain line breaks or control characters",
+        ))
     } else {
         Ok(())
     }
@@ -714,12 +805,17 @@ pub fn check_email_address(s: &str, path: &str) -> Result<()> {
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
                 && !domain.contains("..")
-                && domain.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '.')
+                && domain
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '-' || c == '.')
         });
     if valid {
         Ok(())
     } else {
-        Err(ValidationError::invalid(path, "must be an email address such as ana@example.com"))
+        Err(ValidationError::invalid(
+            path,
+            "must be an email address such as ana@example.com",
+        ))
     }
 }
 
@@ -732,12 +828,17 @@ fn address_list(obj: &Map<String, Value>, key: &str, prefix: &str) -> Result<Vec
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                v.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| ValidationError::invalid(format!("{path}[{i}]"), "must be a string"))
+                v.as_str().map(str::to_owned).ok_or_else(|| {
+                    ValidationError::invalid(format!("{path}[{i}]"), "must be a string")
+                })
             })
             .collect::<Result<_>>()?,
-        Some(_) => return Err(ValidationError::invalid(&path, "must be an array of addresses")),
+        Some(_) => {
+            return Err(ValidationError::invalid(
+                &path,
+                "must be an array of addresses",
+            ));
+        }
     };
     if items.len() > limits::EMAIL_RECIPIENTS {
         return Err(ValidationError::too_many(&path, limits::EMAIL_RECIPIENTS));
@@ -786,19 +887,28 @@ impl EmailMessage {
             Some(t) => {
                 let tpath = format!("{prefix}template");
                 if text.is_some() || html.is_some() {
-                    return Err(ValidationError::invalid(&tpath, "give a template or text/html, not both"));
+                    return Err(ValidationError::invalid(
+                        &tpath,
+                        "give a template or text/html, not both",
+                    ));
                 }
                 let to = object(t, &tpath)?;
                 let name = required_string(to, "name", &format!("{tpath}.name"), 128)?;
                 let variables = match to.get("variables") {
                     None | Some(Value::Null) => Map::new(),
                     Some(Value::Object(m)) => m.clone(),
-                    Some(_) => return Err(ValidationError::invalid(format!("{tpath}.variables"), "must be an object")),
+                    Some(_) => {
+                        return Err(ValidationError::invalid(
+                            format!("{tpath}.variables"),
+                            "must be an object",
+                        ));
+                    }
                 };
                 EmailBody::Template { name, variables }
             }
         };
-        let attachments = parse_attachments(obj.get("attachments"), &format!("{prefix}attachments"))?;
+        let attachments =
+            parse_attachments(obj.get("attachments"), &format!("{prefix}attachments"))?;
         Ok(Self {
             from,
             to,
@@ -828,25 +938,43 @@ fn parse_attachments(v: Option<&Value>, path: &str) -> Result<Vec<Attachment>> {
         .map(|(i, item)| {
             let p = format!("{path}[{i}]");
             let o = object(item, &p)?;
-            let filename = required_string(o, "filename", &format!("{p}.filename"), limits::FILENAME)?;
+            let filename =
+                required_string(o, "filename", &format!("{p}.filename"), limits::FILENAME)?;
             check_header_safe(&filename, &format!("{p}.filename"))?;
             let content_type = string_field(o, "content_type", &format!("{p}.content_type"))?
                 .unwrap_or_else(|| "application/octet-stream".to_owned());
-            let ct_ok = content_type.split_once('/').is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
-                && !content_type.chars().any(|c| c.is_control() || c.is_whitespace());
+            let ct_ok = content_type
+                .split_once('/')
+                .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
+                && !content_type
+                    .chars()
+                    .any(|c| c.is_control() || c.is_whitespace());
             if !ct_ok {
-                return Err(ValidationError::invalid(format!("{p}.content_type"), "must be a MIME type such as application/pdf"));
+                return Err(ValidationError::invalid(
+                    format!("{p}.content_type"),
+                    "must be a MIME type such as application/pdf",
+                ));
             }
-            let encoded = required_string(o, "content_base64", &format!("{p}.content_base64"), usize::MAX)?;
+            let encoded = required_string(
+                o,
+                "content_base64",
+                &format!("{p}.content_base64"),
+                usize::MAX,
+            )?;
             let content = base64::engine::general_purpose::STANDARD
                 .decode(encoded.as_bytes())
-                .map_err(|_| ValidationError::invalid(format!("{p}.content_base64"), "must be base64"))?;
+                .map_err(|_| {
+                    ValidationError::invalid(format!("{p}.content_base64"), "must be base64")
+                })?;
             total += content.len();
             if total > limits::ATTACHMENT_BYTES {
                 return Err(ValidationError::new(
                     "too_large",
                     &p,
-                    format!("attachments may total at most {} bytes", limits::ATTACHMENT_BYTES),
+                    format!(
+                        "attachments may total at most {} bytes",
+                        limits::ATTACHMENT_BYTES
+                    ),
                 ));
             }
             Ok(Attachment {

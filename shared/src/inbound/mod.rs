@@ -11,6 +11,8 @@
 //! Every step is idempotent, so SQS's at-least-once delivery and Meta's duplicate webhooks
 //! change nothing twice.
 
+pub use crate::batch::QueuedEvent;
+use crate::batch::process_concurrently;
 use crate::config::InboundSettings;
 use crate::domain::delivery::{DeliveryRecord, StatusChange, StatusUpdate};
 use crate::domain::events::InboundEvent;
@@ -18,10 +20,8 @@ use crate::domain::ids::{MessageId, Wamid};
 use crate::domain::time::Timestamp;
 use crate::ports::clock::Clock;
 use crate::ports::store::{
-    DeliveryStore, KeptKind, KeptRecord, InsertOutcome, ReplaceOutcome, StoreError,
+    DeliveryStore, InsertOutcome, KeptKind, KeptRecord, ReplaceOutcome, StoreError,
 };
-pub use crate::batch::QueuedEvent;
-use crate::batch::process_concurrently;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
@@ -148,7 +148,13 @@ async fn apply_status(
             InsertOutcome::Duplicate => Outcome::Duplicate,
         });
     };
-    let change = apply_with_retry(ctx.store.as_ref(), record, std::slice::from_ref(update), now).await?;
+    let change = apply_with_retry(
+        ctx.store.as_ref(),
+        record,
+        std::slice::from_ref(update),
+        now,
+    )
+    .await?;
     Ok(match change {
         StatusChange::Applied => Outcome::StatusApplied,
         StatusChange::Duplicate => Outcome::Duplicate,
@@ -161,7 +167,10 @@ async fn find_record(
     store: &dyn DeliveryStore,
     update: &StatusUpdate,
 ) -> Result<Option<DeliveryRecord>, StoreError> {
-    if let Some(id) = update.callback_data.as_deref().and_then(|d| MessageId::parse(d).ok())
+    if let Some(id) = update
+        .callback_data
+        .as_deref()
+        .and_then(|d| MessageId::parse(d).ok())
         && let Some(record) = store.get(&id).await?
     {
         let same_message = record
@@ -214,13 +223,17 @@ pub async fn reconcile_orphans(
     wamid: &Wamid,
     now: Timestamp,
 ) -> Result<StatusChange, ProcessError> {
-    let orphans = store.list_kept(KeptKind::OrphanStatus, wamid.as_str()).await?;
+    let orphans = store
+        .list_kept(KeptKind::OrphanStatus, wamid.as_str())
+        .await?;
     let updates: Vec<StatusUpdate> = orphans
         .iter()
-        .filter_map(|o| match serde_json::from_value::<InboundEvent>(o.payload.clone()) {
-            Ok(InboundEvent::Status { status, .. }) => status.to_update().ok(),
-            _ => None,
-        })
+        .filter_map(
+            |o| match serde_json::from_value::<InboundEvent>(o.payload.clone()) {
+                Ok(InboundEvent::Status { status, .. }) => status.to_update().ok(),
+                _ => None,
+            },
+        )
         .collect();
     if updates.is_empty() {
         return Ok(StatusChange::Duplicate);

@@ -71,7 +71,10 @@ pub async fn handle(ctx: &IntakeContext, req: ApiRequest) -> ApiResponse {
 async fn whatsapp_secret(ctx: &IntakeContext) -> Result<WhatsAppSecret, ApiError> {
     ctx.secrets.whatsapp(false).await.map_err(|e| {
         tracing::error!(error = %e, "cannot read the WhatsApp secret");
-        ApiError::unavailable("secrets_unavailable", "credentials are unavailable; retry later")
+        ApiError::unavailable(
+            "secrets_unavailable",
+            "credentials are unavailable; retry later",
+        )
     })
 }
 
@@ -86,8 +89,10 @@ async fn handshake(ctx: &IntakeContext, req: &ApiRequest) -> Result<ApiResponse,
         ));
     };
     if mode != "subscribe" {
-        return Err(ApiError::bad_request("invalid_parameter", "hub.mode must be subscribe")
-            .with_field("hub.mode"));
+        return Err(
+            ApiError::bad_request("invalid_parameter", "hub.mode must be subscribe")
+                .with_field("hub.mode"),
+        );
     }
     if challenge.is_empty() || challenge.len() > MAX_CHALLENGE_LEN {
         return Err(ApiError::bad_request(
@@ -101,8 +106,10 @@ async fn handshake(ctx: &IntakeContext, req: &ApiRequest) -> Result<ApiResponse,
     // An unset verify token must not match an empty one.
     if expected.is_empty() || !bool::from(expected.ct_eq(token.as_bytes())) {
         tracing::warn!("webhook handshake with a wrong verify token");
-        return Err(ApiError::forbidden("invalid_verify_token", "the verify token does not match")
-            .with_field("hub.verify_token"));
+        return Err(
+            ApiError::forbidden("invalid_verify_token", "the verify token does not match")
+                .with_field("hub.verify_token"),
+        );
     }
     tracing::info!("webhook handshake accepted");
     Ok(http::text_response(StatusCode::OK, challenge))
@@ -115,7 +122,12 @@ async fn receive(ctx: &IntakeContext, req: &ApiRequest) -> Result<ApiResponse, A
     }
     let secret = whatsapp_secret(ctx).await?;
     let correlation_id = http::correlation_id(req.headers());
-    let prepared = prepare(req.headers(), req.body(), &secret, correlation_id.as_deref())?;
+    let prepared = prepare(
+        req.headers(),
+        req.body(),
+        &secret,
+        correlation_id.as_deref(),
+    )?;
     let messages = match prepared {
         Prepared::Ignored => {
             return Ok(http::json_response(
@@ -132,7 +144,10 @@ async fn receive(ctx: &IntakeContext, req: &ApiRequest) -> Result<ApiResponse, A
     if !messages.is_empty() {
         ctx.queue.send_batch(&messages).await.map_err(|e| {
             tracing::error!(error = %e, events = messages.len(), "cannot queue webhook events");
-            ApiError::unavailable("queue_unavailable", "events could not be queued; retry later")
+            ApiError::unavailable(
+                "queue_unavailable",
+                "events could not be queued; retry later",
+            )
         })?;
     }
     tracing::info!(events = messages.len(), "webhook events queued");
@@ -196,7 +211,11 @@ fn to_queue_message(
 ) -> Result<OutgoingMessage, ApiError> {
     let body = serde_json::to_string(event).map_err(|e| {
         tracing::error!(error = %e, "cannot serialise an inbound event");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
     })?;
     let mut message = OutgoingMessage::new(body).with_attribute(ATTR_EVENT_KIND, event.kind());
     if let Some(id) = correlation_id {

@@ -11,6 +11,5 @@ pub use clock::{Clock, SystemClock};
 pub use queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 pub use secrets::{SecretError, SecretName, SecretSource};
 pub use store::{
-    CreateOutcome, DeliveryStore, KeptKind, KeptRecord, InsertOutcome, ReplaceOutcome,
-    StoreError,
+    CreateOutcome, DeliveryStore, InsertOutcome, KeptKind, KeptRecord, ReplaceOutcome, StoreError,
 };

@@ -103,9 +103,5 @@ pub trait DeliveryStore: Send + Sync + std::fmt::Debug {
     async fn put_kept(&self, record: &KeptRecord) -> Result<InsertOutcome, StoreError>;
 
     /// Every unexpired kept record of `kind` under `key`, ordered by sub-key.
-    async fn list_kept(
-        &self,
-        kind: KeptKind,
-        key: &str,
-    ) -> Result<Vec<KeptRecord>, StoreError>;
+    async fn list_kept(&self, kind: KeptKind, key: &str) -> Result<Vec<KeptRecord>, StoreError>;
 }

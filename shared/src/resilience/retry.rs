@@ -44,7 +44,9 @@ impl RetrySchedule {
 
     /// Attempts allowed in all: one more than the waits between them.
     pub fn max_attempts(&self) -> u32 {
-        u32::try_from(self.delays.len()).unwrap_or(u32::MAX).saturating_add(1)
+        u32::try_from(self.delays.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(1)
     }
 
     /// The wait after `failed_attempts` failures of class `class`, or `None` when the message
@@ -91,9 +93,15 @@ mod tests {
             let n = u32::try_from(i + 1).unwrap_or(0);
             let d = schedule.next_delay(n, FailureClass::Retryable, None, &mut rng);
             let d = d.unwrap_or_default();
-            assert!(d >= base.mul_f64(0.8) && d <= base.mul_f64(1.2), "attempt {n}: {d:?}");
+            assert!(
+                d >= base.mul_f64(0.8) && d <= base.mul_f64(1.2),
+                "attempt {n}: {d:?}"
+            );
         }
-        assert_eq!(schedule.next_delay(9, FailureClass::Retryable, None, &mut rng), None);
+        assert_eq!(
+            schedule.next_delay(9, FailureClass::Retryable, None, &mut rng),
+            None
+        );
         assert_eq!(schedule.max_attempts(), 9);
     }
 
@@ -112,7 +120,12 @@ mod tests {
             .filter_map(|n| schedule.next_delay(n, FailureClass::PairLimited, None, &mut rng))
             .collect();
         assert_eq!(waits, [1, 4, 16, 64].map(Duration::from_secs));
-        let d = schedule.next_delay(1, FailureClass::Throttled, Some(Duration::from_secs(60)), &mut rng);
+        let d = schedule.next_delay(
+            1,
+            FailureClass::Throttled,
+            Some(Duration::from_secs(60)),
+            &mut rng,
+        );
         assert_eq!(d, Some(Duration::from_secs(60)));
     }
 }

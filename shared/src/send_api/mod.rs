@@ -13,7 +13,7 @@ use crate::domain::time::Timestamp;
 use crate::http::{self, ApiError, ApiRequest, ApiResponse};
 use crate::ports::clock::Clock;
 use crate::ports::queue::{OutgoingMessage, Queue};
-use crate::ports::store::{CreateOutcome, DeliveryStore, KeptKind, KeptRecord, InsertOutcome};
+use crate::ports::store::{CreateOutcome, DeliveryStore, InsertOutcome, KeptKind, KeptRecord};
 use crate::providers::templates::EmailTemplates;
 use crate::secrets::Secrets;
 use ::http::{HeaderMap, Method, StatusCode, header};
@@ -83,7 +83,9 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// Handles any request under [`MESSAGES_PATH`].
 pub async fn handle(ctx: &SendApiContext, req: ApiRequest) -> ApiResponse {
-    route(ctx, req).await.unwrap_or_else(ApiError::into_response)
+    route(ctx, req)
+        .await
+        .unwrap_or_else(ApiError::into_response)
 }
 
 async fn route(ctx: &SendApiContext, req: ApiRequest) -> Result<ApiResponse, ApiError> {
@@ -111,16 +113,26 @@ async fn route(ctx: &SendApiContext, req: ApiRequest) -> Result<ApiResponse, Api
 async fn authenticate(ctx: &SendApiContext, headers: &HeaderMap) -> Result<String, ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::unauthorized("missing_api_key", "send Authorization: Bearer <API key>"))?
+        .ok_or_else(|| {
+            ApiError::unauthorized("missing_api_key", "send Authorization: Bearer <API key>")
+        })?
         .to_str()
         .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| ApiError::unauthorized("invalid_api_key", "the Authorization header must be Bearer <API key>"))?;
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "invalid_api_key",
+                "the Authorization header must be Bearer <API key>",
+            )
+        })?;
     let keys = ctx.secrets.api_keys(false).await.map_err(|e| {
         tracing::error!(error = %e, "cannot read the API keys");
-        ApiError::unavailable("secrets_unavailable", "credentials are unavailable; retry later")
+        ApiError::unavailable(
+            "secrets_unavailable",
+            "credentials are unavailable; retry later",
+        )
     })?;
     // Compare against every key, without stopping at a match, so timing says nothing.
     let mut owner = None;
@@ -151,10 +163,18 @@ struct IdempotencyEntry {
 fn validation_error(e: ValidationError) -> ApiError {
     let field = e.field.clone();
     let err = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code, e.message);
-    if field.is_empty() { err } else { err.with_field(field) }
+    if field.is_empty() {
+        err
+    } else {
+        err.with_field(field)
+    }
 }
 
-async fn accept(ctx: &SendApiContext, req: &ApiRequest, owner: &str) -> Result<ApiResponse, ApiError> {
+async fn accept(
+    ctx: &SendApiContext,
+    req: &ApiRequest,
+    owner: &str,
+) -> Result<ApiResponse, ApiError> {
     let limit = ctx.settings.max_body_bytes;
     if req.body().len() > limit {
         return Err(ApiError::payload_too_large(limit));
@@ -163,8 +183,9 @@ async fn accept(ctx: &SendApiContext, req: &ApiRequest, owner: &str) -> Result<A
         return Err(ApiError::unsupported_media_type("application/json"));
     }
     let idempotency_key = idempotency_key(req.headers())?;
-    let body: Value = serde_json::from_slice(req.body())
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}")))?;
+    let body: Value = serde_json::from_slice(req.body()).map_err(|e| {
+        ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+    })?;
     let request = SendRequest::parse(&body).map_err(validation_error)?;
     check_templates(ctx, &request)?;
 
@@ -172,7 +193,10 @@ async fn accept(ctx: &SendApiContext, req: &ApiRequest, owner: &str) -> Result<A
     let mut id = MessageId::generate();
     if let Some(key) = &idempotency_key {
         let request_sha256 = hex::encode(Sha256::digest(body.to_string().as_bytes()));
-        let entry = IdempotencyEntry { request_sha256, id: id.clone() };
+        let entry = IdempotencyEntry {
+            request_sha256,
+            id: id.clone(),
+        };
         let record = KeptRecord {
             kind: KeptKind::IdempotencyKey,
             key: idempotency_record_key(owner, key),
@@ -181,7 +205,12 @@ async fn accept(ctx: &SendApiContext, req: &ApiRequest, owner: &str) -> Result<A
             expires_at: now.plus(ctx.settings.idempotency_window),
             payload: serde_json::to_value(&entry).map_err(|_| internal())?,
         };
-        match ctx.store.put_kept(&record).await.map_err(store_unavailable)? {
+        match ctx
+            .store
+            .put_kept(&record)
+            .await
+            .map_err(store_unavailable)?
+        {
             InsertOutcome::Inserted => {}
             InsertOutcome::Duplicate => {
                 let earlier = ctx
@@ -204,7 +233,13 @@ async fn accept(ctx: &SendApiContext, req: &ApiRequest, owner: &str) -> Result<A
                 // Same request again: answer as the first time. If the first call died
                 // between claiming the key and writing the record, finish its work now.
                 id = earlier.id;
-                if ctx.store.get(&id).await.map_err(store_unavailable)?.is_some() {
+                if ctx
+                    .store
+                    .get(&id)
+                    .await
+                    .map_err(store_unavailable)?
+                    .is_some()
+                {
                     return Ok(accepted(&id));
                 }
             }
@@ -230,23 +265,39 @@ async fn accept(ctx: &SendApiContext, req: &ApiRequest, owner: &str) -> Result<A
             // The record stays `queued`; the retry sweeper re-enqueues records that never
             // reached the queue, and a retry with the same Idempotency-Key answers 202.
             tracing::error!(error = %e, id = %id, "cannot queue an accepted message");
-            ApiError::unavailable("queue_unavailable", "the message was recorded but not queued; retry with the same Idempotency-Key")
+            ApiError::unavailable(
+                "queue_unavailable",
+                "the message was recorded but not queued; retry with the same Idempotency-Key",
+            )
         })?;
     tracing::info!(id = %id, channel = ?record.channel, "message accepted");
     Ok(accepted(&id))
 }
 
 fn accepted(id: &MessageId) -> ApiResponse {
-    http::json_response(StatusCode::ACCEPTED, &Accepted { id: id.as_str(), status: "queued" })
+    http::json_response(
+        StatusCode::ACCEPTED,
+        &Accepted {
+            id: id.as_str(),
+            status: "queued",
+        },
+    )
 }
 
 fn internal() -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error",
+    )
 }
 
 fn store_unavailable(e: crate::ports::store::StoreError) -> ApiError {
     tracing::error!(error = %e, "delivery store unavailable");
-    ApiError::unavailable("store_unavailable", "the delivery store is unavailable; retry later")
+    ApiError::unavailable(
+        "store_unavailable",
+        "the delivery store is unavailable; retry later",
+    )
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
@@ -257,11 +308,17 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         .to_str()
         .ok()
         .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY && k.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|k| {
+            !k.is_empty()
+                && k.len() <= MAX_IDEMPOTENCY_KEY
+                && k.bytes().all(|b| b.is_ascii_graphic())
+        })
         .ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_idempotency_key",
-                format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"),
+                format!(
+                    "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"
+                ),
             )
             .with_field("Idempotency-Key")
         })?;
@@ -283,8 +340,17 @@ fn check_templates(ctx: &SendApiContext, request: &SendRequest) -> Result<(), Ap
             && let EmailBody::Template { name, variables } = &email.body
         {
             ctx.templates.render(name, variables).map_err(|e| {
-                let field = if i == 0 { "template".to_owned() } else { format!("fallback[{}].template", i - 1) };
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_template", e.to_string()).with_field(field)
+                let field = if i == 0 {
+                    "template".to_owned()
+                } else {
+                    format!("fallback[{}].template", i - 1)
+                };
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_template",
+                    e.to_string(),
+                )
+                .with_field(field)
             })?;
         }
     }

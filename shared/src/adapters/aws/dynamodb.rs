@@ -28,8 +28,7 @@ use crate::domain::ids::{MessageId, Wamid};
 use crate::domain::time::Timestamp;
 use crate::ports::clock::{Clock, SystemClock};
 use crate::ports::store::{
-    CreateOutcome, DeliveryStore, KeptKind, KeptRecord, InsertOutcome, ReplaceOutcome,
-    StoreError,
+    CreateOutcome, DeliveryStore, InsertOutcome, KeptKind, KeptRecord, ReplaceOutcome, StoreError,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -357,11 +356,7 @@ impl DeliveryStore for DynamoStore {
         })
     }
 
-    async fn list_kept(
-        &self,
-        kind: KeptKind,
-        key: &str,
-    ) -> Result<Vec<KeptRecord>, StoreError> {
+    async fn list_kept(&self, kind: KeptKind, key: &str) -> Result<Vec<KeptRecord>, StoreError> {
         let now = self.clock.now();
         let items = self
             .query_all(None, schema::PK, inbound_pk(kind, key), true)

@@ -7,8 +7,7 @@ use crate::domain::delivery::DeliveryRecord;
 use crate::domain::ids::{MessageId, Wamid};
 use crate::domain::time::Timestamp;
 use crate::ports::store::{
-    CreateOutcome, DeliveryStore, KeptKind, KeptRecord, InsertOutcome, ReplaceOutcome,
-    StoreError,
+    CreateOutcome, DeliveryStore, InsertOutcome, KeptKind, KeptRecord, ReplaceOutcome, StoreError,
 };
 use async_trait::async_trait;
 use rusqlite::OptionalExtension;
@@ -201,11 +200,7 @@ impl DeliveryStore for EmbeddedStore {
         })
     }
 
-    async fn list_kept(
-        &self,
-        kind: KeptKind,
-        key: &str,
-    ) -> Result<Vec<KeptRecord>, StoreError> {
+    async fn list_kept(&self, kind: KeptKind, key: &str) -> Result<Vec<KeptRecord>, StoreError> {
         let kind_str = kind.as_str();
         let key = key.to_owned();
         let rows = self
@@ -292,10 +287,7 @@ mod tests {
         for err in [
             store.get(&record.id).await.unwrap_err(),
             store.find_by_wamid(&wamid).await.unwrap_err(),
-            store
-                .list_kept(KeptKind::Message, "k")
-                .await
-                .unwrap_err(),
+            store.list_kept(KeptKind::Message, "k").await.unwrap_err(),
         ] {
             assert!(matches!(&err, StoreError::Corrupt(_)), "{err}");
             assert!(!err.to_string().contains("5511999990001"), "{err}");
