@@ -100,18 +100,18 @@ fn print_banner(app: &Application) {
                 "  development secrets (generated, kept in {}):",
                 path.display()
             );
-            if let Ok(text) = std::fs::read_to_string(&path) {
-                if let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) {
-                    let show = |p: &str| {
-                        doc.pointer(p)
-                            .and_then(|v| v.as_str())
-                            .unwrap_or("?")
-                            .to_owned()
-                    };
-                    println!("    verify token: {}", show("/whatsapp/verify_token"));
-                    println!("    app secret:   {}", show("/whatsapp/app_secret"));
-                    println!("    API key:      {}", show("/api_keys/keys/0/key"));
-                }
+            if let Ok(text) = std::fs::read_to_string(&path)
+                && let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text)
+            {
+                let show = |p: &str| {
+                    doc.pointer(p)
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("?")
+                        .to_owned()
+                };
+                println!("    verify token: {}", show("/whatsapp/verify_token"));
+                println!("    app secret:   {}", show("/whatsapp/app_secret"));
+                println!("    API key:      {}", show("/api_keys/keys/0/key"));
             }
         }
     }

@@ -16,7 +16,7 @@ use carteiro_shared::dispatch::email::SmtpFromSecrets;
 use carteiro_shared::dispatch::{self, DispatchContext, DispatchSettings};
 use carteiro_shared::domain::delivery::{Channel, DeliveryRecord};
 use carteiro_shared::domain::{MessageId, Timestamp};
-use carteiro_shared::ports::{DeliveryStore, SystemClock};
+use carteiro_shared::ports::SystemClock;
 use carteiro_shared::providers::email::{MailerOptions, SmtpSettings};
 use carteiro_shared::providers::whatsapp::{GraphClient, GraphSettings};
 use carteiro_shared::secrets::Secrets;

@@ -1,4 +1,4 @@
-//! The SMTP provider: lettre's async transport with a connection pool.
+//! The SMTP provider: lettre's async SMTP connection, with a small pool and timeouts of ours.
 //!
 //! - **Transport security** is decided by the SMTP secret's `smtp_host`, never by the server:
 //!   `use_ssl` → implicit TLS (port 465 style, [`SmtpSecurity::ImplicitTls`]); otherwise STARTTLS
@@ -10,8 +10,19 @@
 //!   snakeoil), which an opportunistic upgrade would then fail on.
 //! - **Certificates** are checked against the Mozilla roots compiled in (`webpki-roots`), plus
 //!   one extra root when [`MailerOptions::extra_root_certificate_pem`] is given (tests).
-//! - **Timeouts and pool** come from [`SmtpSettings`]: one timeout for the connection and for
-//!   each command (lettre's default is 60 s; ours 10 s), and a small pool per mailer.
+//! - **Timeouts and pool** come from [`SmtpSettings`]. lettre's async transport only bounds the
+//!   TCP connect: a server that stops answering hangs a send forever, and cancelling a pooled
+//!   send from outside returns a connection with a reply still pending to lettre's pool (the
+//!   next message would read the previous one's reply). So the mailer drives
+//!   [`AsyncSmtpConnection`] itself: connecting (TCP, TLS, EHLO, STARTTLS, AUTH) and then every
+//!   command are each bounded by `timeout`; a connection that failed or timed out is dropped,
+//!   never reused; idle connections are kept up to `pool_max_size`, checked with NOOP before
+//!   reuse, and closed when idle longer than `pool_idle_timeout` or older than
+//!   [`MAX_CONNECTION_AGE`] (SES asks clients not to hold connections for long). No background
+//!   task: stale connections are dropped on the next checkout.
+//! - **No reply after the content** (connection lost or timed out once the message was written)
+//!   is ambiguous: the server may have queued it (RFC 1047). It is reported as retryable with
+//!   code [`NO_REPLY_AFTER_DATA`] so dispatch can tell it apart from a clean failure.
 //! - **Message-ID**: generated here as `<uuid-v7@from-domain>` and returned as the provider id;
 //!   it is what the recipient's server and any bounce will quote.
 //! - **Replies** are classified by [`classify`]: 4xx / `4.x.x` retryable (421 and 454
@@ -28,17 +39,20 @@ use crate::domain::message::{EmailBody, EmailMessage};
 use crate::providers::templates::{EmailTemplates, TemplateError};
 use crate::providers::{FailureClass, SendFailure, SendOutcome};
 use async_trait::async_trait;
+use lettre::Message;
+use lettre::address::Envelope;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
-use lettre::transport::smtp::PoolConfig;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use lettre::transport::smtp::response::Response;
 use secrecy::ExposeSecret;
 use std::error::Error as _;
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::secrets::SmtpSecret;
 
@@ -48,13 +62,23 @@ pub const ERROR_SOURCE: &str = "smtp";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_POOL_SIZE: u32 = 4;
 pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A pooled connection is not reused once this old (SES rotates its endpoints behind a load
+/// balancer and advises against long-lived connections).
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
+
+/// `DeliveryError::code` when the connection failed after the message content was written and
+/// before the server's reply: the message may or may not have been queued (RFC 1047).
+pub const NO_REPLY_AFTER_DATA: &str = "no_reply_after_data";
 
 /// SMTP client settings, from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SmtpSettings {
-    /// Connecting, and every SMTP command (`CARTEIRO_SMTP_TIMEOUT_MS`, default 10 000).
+    /// Bounds connecting (TCP, TLS, EHLO, STARTTLS, AUTH), then each SMTP command, the
+    /// message content with its final reply included (`CARTEIRO_SMTP_TIMEOUT_MS`, default
+    /// 10 000).
     pub timeout: Duration,
-    /// Connections kept per mailer (`CARTEIRO_SMTP_POOL_SIZE`, default 4).
+    /// Idle connections kept per mailer (`CARTEIRO_SMTP_POOL_SIZE`, default 4). Sends are not
+    /// limited by it: a send that finds no idle connection opens one.
     pub pool_max_size: u32,
     /// An idle pooled connection is closed after this long (60 s).
     pub pool_idle_timeout: Duration,
@@ -151,10 +175,6 @@ pub enum SmtpConfigError {
     HalfCredentials,
     #[error("TLS configuration failed: {0}")]
     Tls(String),
-    /// lettre's pool spawns its cleanup task on the current Tokio runtime (and needs one when
-    /// dropped): build and drop mailers inside the runtime.
-    #[error("an SMTP mailer must be built inside a Tokio runtime")]
-    NoRuntime,
 }
 
 /// A message that cannot be turned into MIME (refused before any connection).
@@ -198,11 +218,59 @@ pub trait EmailSender: Send + Sync + std::fmt::Debug {
     async fn send(&self, email: &EmailMessage) -> SendOutcome;
 }
 
-/// An SMTP client for one SMTP secret: a pooled transport, the default sender and the
-/// templates. Build once per secret (in INIT) and share.
-#[derive(Clone)]
+/// How to open a connection: where, with which TLS, as whom.
+struct Connector {
+    connect_host: String,
+    port: u16,
+    tls: ConnectionTls,
+    hello: ClientId,
+    credentials: Option<Credentials>,
+    timeout: Duration,
+}
+
+/// The TLS of a connection, with the parameters its mode needs.
+enum ConnectionTls {
+    Plain,
+    StartTls(TlsParameters),
+    Wrapper(TlsParameters),
+}
+
+/// An idle connection in the pool.
+struct Idle {
+    conn: AsyncSmtpConnection,
+    opened: Instant,
+    since: Instant,
+}
+
+/// Where a send failed; a failure without a reply in `Content` is ambiguous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Connect,
+    Envelope,
+    Content,
+}
+
+/// A failed SMTP exchange.
+#[derive(Debug)]
+enum TransportError {
+    /// lettre's error: a negative reply, or a connection, TLS or protocol failure.
+    Smtp {
+        error: lettre::transport::smtp::Error,
+        stage: Stage,
+    },
+    /// Our timeout elapsed.
+    Timeout { stage: Stage },
+    /// The message needs an extension the server lacks (SMTPUTF8, 8BITMIME).
+    Unsupported(&'static str),
+}
+
+/// An SMTP client for one SMTP secret: a connection pool, the default sender and the
+/// templates. Build once per secret (in INIT) and share (`Arc`).
 pub struct SmtpMailer {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    connector: Connector,
+    idle: Mutex<Vec<Idle>>,
+    pool_max_size: usize,
+    pool_idle_timeout: Duration,
     templates: Arc<EmailTemplates>,
     default_from: Mailbox,
     host: String,
@@ -218,6 +286,8 @@ impl std::fmt::Debug for SmtpMailer {
             .field("port", &self.port)
             .field("security", &self.security)
             .field("authenticates", &self.authenticates)
+            .field("timeout", &self.connector.timeout)
+            .field("pool_max_size", &self.pool_max_size)
             .finish_non_exhaustive()
     }
 }
@@ -227,16 +297,12 @@ fn non_empty(s: Option<&str>) -> Option<&str> {
 }
 
 impl SmtpMailer {
-    /// Builds the mailer and its (lazily connecting) pool. Must run inside a Tokio runtime,
-    /// and the mailer must be dropped inside one: lettre's pool spawns tasks on both.
+    /// Checks the configuration and builds the mailer; connections open on the first send.
     pub fn new(
         secret: &SmtpSecret,
         settings: &SmtpSettings,
         options: MailerOptions,
     ) -> Result<Self, SmtpConfigError> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(SmtpConfigError::NoRuntime);
-        }
         let host = secret.smtp_host.trim().to_owned();
         if host.is_empty() {
             return Err(SmtpConfigError::EmptyHost);
@@ -258,7 +324,7 @@ impl SmtpMailer {
             SmtpSecurity::StartTls
         };
         let tls = match security {
-            SmtpSecurity::Plain => Tls::None,
+            SmtpSecurity::Plain => ConnectionTls::Plain,
             SmtpSecurity::ImplicitTls | SmtpSecurity::StartTls => {
                 // The certificate must name the configured host, wherever we connect.
                 let tls_name = host
@@ -283,38 +349,36 @@ impl SmtpMailer {
                     .build()
                     .map_err(|e| SmtpConfigError::Tls(e.to_string()))?;
                 if security == SmtpSecurity::ImplicitTls {
-                    Tls::Wrapper(params)
+                    ConnectionTls::Wrapper(params)
                 } else {
-                    Tls::Required(params)
+                    ConnectionTls::StartTls(params)
                 }
             }
         };
 
-        let connect_host = options.connect_to.clone().unwrap_or_else(|| host.clone());
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(connect_host)
-            .port(secret.smtp_port)
-            .tls(tls)
-            .timeout(Some(settings.timeout))
-            .pool_config(
-                PoolConfig::new()
-                    .min_idle(0)
-                    .max_size(settings.pool_max_size)
-                    .idle_timeout(settings.pool_idle_timeout),
-            );
         let user = non_empty(secret.smtp_user.as_deref());
         let password = non_empty(secret.smtp_password.as_ref().map(|p| p.expose_secret()));
-        let authenticates = match (user, password) {
+        let credentials = match (user, password) {
             (Some(user), Some(password)) => {
-                builder =
-                    builder.credentials(Credentials::new(user.to_owned(), password.to_owned()));
-                true
+                Some(Credentials::new(user.to_owned(), password.to_owned()))
             }
-            (None, None) => false,
+            (None, None) => None,
             _ => return Err(SmtpConfigError::HalfCredentials),
         };
+        let authenticates = credentials.is_some();
 
         Ok(Self {
-            transport: builder.build(),
+            connector: Connector {
+                connect_host: options.connect_to.clone().unwrap_or_else(|| host.clone()),
+                port: secret.smtp_port,
+                tls,
+                hello: ClientId::default(),
+                credentials,
+                timeout: settings.timeout,
+            },
+            idle: Mutex::new(Vec::new()),
+            pool_max_size: usize::try_from(settings.pool_max_size).unwrap_or(usize::MAX),
+            pool_idle_timeout: settings.pool_idle_timeout,
             templates: options
                 .templates
                 .unwrap_or_else(|| Arc::new(EmailTemplates::embedded())),
@@ -429,6 +493,154 @@ impl SmtpMailer {
     }
 }
 
+/// Runs `fut` under the mailer's timeout, tagging errors with the stage.
+async fn bounded<T>(
+    timeout: Duration,
+    stage: Stage,
+    fut: impl Future<Output = Result<T, lettre::transport::smtp::Error>>,
+) -> Result<T, TransportError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(error)) => Err(TransportError::Smtp { error, stage }),
+        Err(_) => Err(TransportError::Timeout { stage }),
+    }
+}
+
+impl Connector {
+    /// Opens a connection ready for MAIL: TCP (+ TLS), greeting, EHLO, STARTTLS, AUTH, all
+    /// within one timeout.
+    async fn connect(&self) -> Result<AsyncSmtpConnection, TransportError> {
+        let open = async {
+            let wrapper = match &self.tls {
+                ConnectionTls::Wrapper(params) => Some(params.clone()),
+                ConnectionTls::StartTls(_) | ConnectionTls::Plain => None,
+            };
+            let mut conn = AsyncSmtpConnection::connect_tokio1(
+                (self.connect_host.as_str(), self.port),
+                Some(self.timeout),
+                &self.hello,
+                wrapper,
+                None,
+            )
+            .await?;
+            if let ConnectionTls::StartTls(params) = &self.tls {
+                // Fails when the server does not offer STARTTLS: never falls back to plain.
+                conn.starttls(params.clone(), &self.hello).await?;
+            }
+            if let Some(credentials) = &self.credentials {
+                conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
+                    .await?;
+            }
+            Ok(conn)
+        };
+        bounded(self.timeout, Stage::Connect, open).await
+    }
+}
+
+impl SmtpMailer {
+    /// An idle connection that still answers NOOP, or a new one.
+    async fn checkout(&self) -> Result<(AsyncSmtpConnection, Instant), TransportError> {
+        loop {
+            let idle = self
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
+            let Some(mut idle) = idle else {
+                return Ok((self.connector.connect().await?, Instant::now()));
+            };
+            if idle.since.elapsed() >= self.pool_idle_timeout
+                || idle.opened.elapsed() >= MAX_CONNECTION_AGE
+            {
+                continue; // dropped: the server has likely closed it anyway
+            }
+            let alive = tokio::time::timeout(self.connector.timeout, idle.conn.test_connected())
+                .await
+                .unwrap_or(false);
+            if alive {
+                return Ok((idle.conn, idle.opened));
+            }
+        }
+    }
+
+    /// Returns a healthy connection to the pool, or drops it when the pool is full.
+    fn checkin(&self, conn: AsyncSmtpConnection, opened: Instant) {
+        if conn.has_broken() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < self.pool_max_size {
+            idle.push(Idle {
+                conn,
+                opened,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// One SMTP transaction: MAIL, RCPT for every envelope recipient, DATA, the content.
+    /// A connection is reused only after a transaction that succeeded.
+    async fn deliver(
+        &self,
+        envelope: &Envelope,
+        content: &[u8],
+    ) -> Result<Response, TransportError> {
+        let (mut conn, opened) = self.checkout().await?;
+        let result = self.transaction(&mut conn, envelope, content).await;
+        if result.is_ok() {
+            self.checkin(conn, opened);
+        }
+        result
+    }
+
+    async fn transaction(
+        &self,
+        conn: &mut AsyncSmtpConnection,
+        envelope: &Envelope,
+        content: &[u8],
+    ) -> Result<Response, TransportError> {
+        let timeout = self.connector.timeout;
+        let mut params = Vec::new();
+        let non_ascii_address = envelope
+            .from()
+            .into_iter()
+            .chain(envelope.to())
+            .any(|a| !AsRef::<str>::as_ref(a).is_ascii());
+        if non_ascii_address {
+            if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
+                return Err(TransportError::Unsupported(
+                    "a non-ASCII address needs SMTPUTF8, which the server does not offer",
+                ));
+            }
+            params.push(MailParameter::SmtpUtfEight);
+        }
+        if !content.is_ascii() {
+            if !conn.server_info().supports_feature(Extension::EightBitMime) {
+                return Err(TransportError::Unsupported(
+                    "8-bit content needs 8BITMIME, which the server does not offer",
+                ));
+            }
+            params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        bounded(
+            timeout,
+            Stage::Envelope,
+            conn.command(Mail::new(envelope.from().cloned(), params)),
+        )
+        .await?;
+        for to in envelope.to() {
+            bounded(
+                timeout,
+                Stage::Envelope,
+                conn.command(Rcpt::new(to.clone(), Vec::new())),
+            )
+            .await?;
+        }
+        bounded(timeout, Stage::Envelope, conn.command(Data)).await?;
+        bounded(timeout, Stage::Content, conn.message(content)).await
+    }
+}
+
 #[async_trait]
 impl EmailSender for SmtpMailer {
     async fn send(&self, email: &EmailMessage) -> SendOutcome {
@@ -447,7 +659,8 @@ impl EmailSender for SmtpMailer {
                 });
             }
         };
-        match self.transport.send(built.message).await {
+        let envelope = built.message.envelope().clone();
+        match self.deliver(&envelope, &built.message.formatted()).await {
             Ok(response) => {
                 tracing::debug!(
                     message_id = %built.message_id,
@@ -461,7 +674,7 @@ impl EmailSender for SmtpMailer {
                 }
             }
             Err(e) => {
-                let failure = failure(&e);
+                let failure = transport_failure(&e);
                 tracing::warn!(
                     host = %self.host,
                     class = failure.class.as_str(),
@@ -598,6 +811,59 @@ pub fn failure(err: &lettre::transport::smtp::Error) -> SendFailure {
     }
 }
 
+/// The [`SendFailure`] for a failed exchange: [`failure`] for lettre's errors, except that a
+/// failure without a reply once the content was written is [`NO_REPLY_AFTER_DATA`].
+fn transport_failure(err: &TransportError) -> SendFailure {
+    let ambiguous = |detail: String| SendFailure {
+        class: FailureClass::Retryable,
+        error: DeliveryError {
+            source: ERROR_SOURCE.to_owned(),
+            code: NO_REPLY_AFTER_DATA.to_owned(),
+            message: format!(
+                "no reply after the message was sent; the server may have queued it ({detail})"
+            ),
+            details: None,
+        },
+        retry_after: None,
+    };
+    match err {
+        TransportError::Smtp { error, stage } => {
+            if *stage == Stage::Content && error.status().is_none() {
+                ambiguous(error.to_string())
+            } else {
+                failure(error)
+            }
+        }
+        TransportError::Timeout {
+            stage: Stage::Content,
+        } => ambiguous("timed out".to_owned()),
+        TransportError::Timeout { stage } => SendFailure {
+            class: FailureClass::Retryable,
+            error: DeliveryError {
+                source: ERROR_SOURCE.to_owned(),
+                code: "timeout".to_owned(),
+                message: match stage {
+                    Stage::Connect => "timed out connecting to the SMTP server",
+                    _ => "timed out waiting for the SMTP server's reply",
+                }
+                .to_owned(),
+                details: None,
+            },
+            retry_after: None,
+        },
+        TransportError::Unsupported(what) => SendFailure {
+            class: FailureClass::Permanent,
+            error: DeliveryError {
+                source: ERROR_SOURCE.to_owned(),
+                code: "unsupported".to_owned(),
+                message: (*what).to_owned(),
+                details: None,
+            },
+            retry_after: None,
+        },
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
@@ -645,16 +911,6 @@ mod tests {
             let e = env(bad);
             assert!(SmtpSettings::from_env(Env::new(&e)).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn building_outside_a_runtime_is_an_error_not_a_panic() {
-        let r = SmtpMailer::new(
-            &secret("smtp.example.com", false),
-            &SmtpSettings::default(),
-            MailerOptions::default(),
-        );
-        assert_eq!(r.unwrap_err(), SmtpConfigError::NoRuntime);
     }
 
     #[test]

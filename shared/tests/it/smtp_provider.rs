@@ -253,8 +253,12 @@ impl Received {
         found[0]
     }
 
+    /// A text part's decoded text, with the wire's CRLF line ends turned into LF.
     fn text_of(&self, content_type: &str) -> String {
-        self.part(content_type)["text"].as_str().unwrap().to_owned()
+        self.part(content_type)["text"]
+            .as_str()
+            .unwrap()
+            .replace("\r\n", "\n")
     }
 
     /// The raw header block, unfolded lines as sent.
@@ -769,7 +773,15 @@ async fn error_replies_map_to_failure_classes() {
         },
     );
     let m = plain_mailer(&server);
-    let cases: [(Option<&str>, &str, FailureClass, &str, Option<&str>); 6] = [
+    /// (MAIL FROM, RCPT TO, class, reply code, enhanced code)
+    type Case<'a> = (
+        Option<&'a str>,
+        &'a str,
+        FailureClass,
+        &'a str,
+        Option<&'a str>,
+    );
+    let cases: [Case<'_>; 6] = [
         (
             None,
             "busy@example.com",
@@ -904,6 +916,78 @@ async fn a_silent_server_times_out_as_retryable() {
         "the configured timeout applies: {took:?}"
     );
     hold.abort();
+}
+
+#[tokio::test]
+async fn a_server_that_stops_answering_times_out_and_its_connection_is_not_reused() {
+    let server = SmtpServer::start(
+        Mode::Plain,
+        ServerOptions {
+            failures: vec![("MAIL", "hang@carteiro.example", "HANG")],
+            ..ServerOptions::default()
+        },
+    );
+    let s = SmtpSettings {
+        timeout: Duration::from_millis(500),
+        ..SmtpSettings::default()
+    };
+    let m = SmtpMailer::new(
+        &secret("127.0.0.1", server.port, false),
+        &s,
+        MailerOptions::default(),
+    )
+    .unwrap();
+    // Warm the pool so the hang happens on a pooled connection.
+    accepted(m.send(&email(&["ana@example.com"])).await);
+    let mut msg = email(&["bruno@example.com"]);
+    msg.from = Some("hang@carteiro.example".to_owned());
+    let started = Instant::now();
+    let f = failed(m.send(&msg).await);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(f.class, FailureClass::Retryable, "{f:?}");
+    assert_eq!(f.error.code, "timeout", "{f:?}");
+    // The next send gets a fresh connection, not the one with a reply still pending.
+    accepted(m.send(&email(&["carla@example.com"])).await);
+    let got = server.messages();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].rcpt_tos(), ["carla@example.com"]);
+    assert_ne!(got[0].record["peer_port"], got[1].record["peer_port"]);
+}
+
+#[tokio::test]
+async fn no_reply_after_the_content_is_reported_as_ambiguous() {
+    let server = SmtpServer::start(
+        Mode::Plain,
+        ServerOptions {
+            failures: vec![
+                ("DATA", "hang@example.com", "HANG"),
+                ("DATA", "drop@example.com", "DROP"),
+            ],
+            ..ServerOptions::default()
+        },
+    );
+    let s = SmtpSettings {
+        timeout: Duration::from_millis(500),
+        ..SmtpSettings::default()
+    };
+    let m = SmtpMailer::new(
+        &secret("127.0.0.1", server.port, false),
+        &s,
+        MailerOptions::default(),
+    )
+    .unwrap();
+    for to in ["hang@example.com", "drop@example.com"] {
+        let f = failed(m.send(&email(&[to])).await);
+        assert_eq!(f.class, FailureClass::Retryable, "{to}: {f:?}");
+        assert_eq!(f.error.code, "no_reply_after_data", "{to}: {f:?}");
+        assert!(f.error.message.contains("may have queued"), "{f:?}");
+    }
+    accepted(m.send(&email(&["ana@example.com"])).await);
+    assert_eq!(server.only_message().rcpt_tos(), ["ana@example.com"]);
 }
 
 #[tokio::test]

@@ -12,7 +12,8 @@ before the 250 reply, so a client that got its 250 can read them at once.
 
 Modes: `plain` (no TLS offered), `starttls` (STARTTLS offered and required before MAIL),
 `tls` (implicit TLS from the first byte). `--fail MAIL|RCPT|DATA ADDRESS "REPLY"` answers that
-verb with REPLY when ADDRESS is the sender (MAIL) or a recipient (RCPT, DATA).
+verb with REPLY when ADDRESS is the sender (MAIL) or a recipient (RCPT, DATA); REPLY `HANG`
+never answers, and `DROP` closes the connection without answering.
 The server exits when its stdin closes, so it never outlives the test process.
 """
 
@@ -66,14 +67,19 @@ class Handler:
         self.failures = failures
         self.count = 0
 
-    def failure(self, verb, addresses):
+    async def failure(self, server, verb, addresses):
         for f_verb, f_addr, reply in self.failures:
             if f_verb == verb and f_addr.lower() in (a.lower() for a in addresses):
+                if reply == "DROP":
+                    server.transport.close()
+                    await asyncio.sleep(3600)
+                if reply == "HANG":
+                    await asyncio.sleep(3600)
                 return reply
         return None
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
-        reply = self.failure("MAIL", [address])
+        reply = await self.failure(server, "MAIL", [address])
         if reply:
             return reply
         envelope.mail_from = address
@@ -81,14 +87,14 @@ class Handler:
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        reply = self.failure("RCPT", [address])
+        reply = await self.failure(server, "RCPT", [address])
         if reply:
             return reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
-        reply = self.failure("DATA", envelope.rcpt_tos)
+        reply = await self.failure(server, "DATA", envelope.rcpt_tos)
         if reply:
             return reply
         self.count += 1
@@ -149,7 +155,8 @@ def main():
                 and auth_data.login.decode() == user
                 and auth_data.password.decode() == password
             )
-            return AuthResult(success=ok)
+            # handled=False: aiosmtpd itself answers "535 5.7.8" on failure.
+            return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
     handler = Handler(args.dir, args.fail)
 
