@@ -5,7 +5,7 @@
 //!   is **required** ([`SmtpSecurity::StartTls`]: a server that does not offer it, or a
 //!   certificate that does not verify, fails the send before any credential or content is
 //!   written). The one exception is a loopback host (`localhost`, `127.0.0.0/8`, `::1`), spoken
-//!   to in plain text ([`SmtpSecurity::Plain`], lettre's `Tls::None`): the traffic never leaves
+//!   to in plain text ([`SmtpSecurity::Plain`], no STARTTLS attempted): the traffic never leaves
 //!   the machine, and a local relay's STARTTLS usually has a self-signed certificate (Postfix's
 //!   snakeoil), which an opportunistic upgrade would then fail on.
 //! - **Certificates** are checked against the Mozilla roots compiled in (`webpki-roots`), plus
@@ -31,7 +31,8 @@
 //!
 //! Secrets: the password only reaches lettre's `Credentials` (whose `Debug` is empty);
 //! [`SmtpMailer`]'s `Debug` shows the host, port and security, and errors quote only the
-//! server's replies and lettre's error kinds.
+//! server's replies and lettre's error kinds. lettre's `tracing` feature stays off: it logs
+//! every line written at debug level, `AUTH PLAIN <base64 user+password>` included.
 
 use crate::config::{ConfigError, Env};
 use crate::domain::delivery::DeliveryError;
@@ -414,11 +415,12 @@ impl SmtpMailer {
             Some(f) => mailbox("from", f)?,
             None => self.default_from.clone(),
         };
-        let message_id = format!(
-            "<{}@{}>",
-            uuid::Uuid::now_v7().simple(),
-            from.email.domain()
-        );
+        // The sender's domain (deliverability checks like it), unless it is an IDN, which a
+        // header cannot hold as is.
+        let domain = Some(from.email.domain())
+            .filter(|d| d.is_ascii())
+            .unwrap_or("carteiro.invalid");
+        let message_id = format!("<{}@{domain}>", uuid::Uuid::now_v7().simple());
 
         let (subject, text, html) = match &email.body {
             EmailBody::Content { text, html } => {
