@@ -7,6 +7,7 @@ mod hostile;
 mod intake_aws;
 mod intake_local;
 mod send_aws;
+mod send_email_local;
 mod send_hostile;
 mod send_local;
 mod status_ordering;

@@ -9,4 +9,5 @@ pub mod apigw;
 pub mod conformance;
 pub mod local;
 pub mod moto;
+pub mod smtp;
 pub mod webhooks;
