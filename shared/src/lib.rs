@@ -18,6 +18,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod inbound;
 pub mod intake;
+pub mod json;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod observability;

@@ -118,10 +118,9 @@ impl Secrets {
         refresh: bool,
     ) -> Result<T, SecretError> {
         let raw = self.source.get(name, refresh).await?;
-        // serde_json's messages name the field and position, never the value.
         serde_json::from_str(raw.expose_secret()).map_err(|e| SecretError::Malformed {
             name,
-            reason: e.to_string(),
+            reason: crate::json::describe_error(&e),
         })
     }
 }

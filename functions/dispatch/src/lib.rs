@@ -10,10 +10,8 @@ use carteiro_shared::lambda::serve_sqs;
 use carteiro_shared::ports::SystemClock;
 use carteiro_shared::providers::email::{MailerOptions, SmtpSettings};
 use carteiro_shared::providers::whatsapp::{GraphClient, GraphSettings};
-use carteiro_shared::secrets::Secrets;
 use lambda_runtime::LambdaEvent;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Builds the dispatcher's context from the environment template.yaml sets.
 pub async fn context_from_env(env: Env<'_>) -> Result<DispatchContext, ConfigError> {
@@ -23,14 +21,7 @@ pub async fn context_from_env(env: Env<'_>) -> Result<DispatchContext, ConfigErr
         smtp: env.optional("CARTEIRO_SMTP_SECRET_ID"),
         ..SecretIds::default()
     };
-    let ttl = Duration::from_secs(env.number_or("CARTEIRO_SECRET_CACHE_TTL_SECS", 300)?);
-    let source = SecretsManagerSource::new(&sdk, secret_ids, ttl)
-        .await
-        .map_err(|e| ConfigError::Invalid {
-            var: "CARTEIRO_WHATSAPP_SECRET_ID",
-            reason: e.to_string(),
-        })?;
-    let secrets = Secrets::new(Arc::new(source));
+    let secrets = SecretsManagerSource::secrets_from_env(&sdk, env, secret_ids).await?;
     let graph =
         GraphClient::new(&GraphSettings::from_env(env)?).map_err(|e| ConfigError::Invalid {
             var: "CARTEIRO_GRAPH_TIMEOUT_MS",

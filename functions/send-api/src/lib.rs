@@ -5,11 +5,9 @@ use carteiro_shared::config::{ConfigError, Env};
 use carteiro_shared::lambda::serve_http;
 use carteiro_shared::ports::SystemClock;
 use carteiro_shared::providers::templates::EmailTemplates;
-use carteiro_shared::secrets::Secrets;
 use carteiro_shared::send_api::{self, SendApiContext, SendApiSettings};
 use lambda_http::{Body, Request, Response};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Builds the handler's context from the environment template.yaml sets.
 pub async fn context_from_env(env: Env<'_>) -> Result<SendApiContext, ConfigError> {
@@ -18,13 +16,7 @@ pub async fn context_from_env(env: Env<'_>) -> Result<SendApiContext, ConfigErro
         api_keys: Some(env.required("CARTEIRO_API_KEYS_SECRET_ID")?),
         ..SecretIds::default()
     };
-    let ttl = Duration::from_secs(env.number_or("CARTEIRO_SECRET_CACHE_TTL_SECS", 300)?);
-    let secrets = SecretsManagerSource::new(&sdk, secret_ids, ttl)
-        .await
-        .map_err(|e| ConfigError::Invalid {
-            var: "CARTEIRO_API_KEYS_SECRET_ID",
-            reason: e.to_string(),
-        })?;
+    let secrets = SecretsManagerSource::secrets_from_env(&sdk, env, secret_ids).await?;
     Ok(SendApiContext {
         store: Arc::new(DynamoStore::new(
             aws_sdk_dynamodb::Client::new(&sdk),
@@ -34,7 +26,7 @@ pub async fn context_from_env(env: Env<'_>) -> Result<SendApiContext, ConfigErro
             aws_sdk_sqs::Client::new(&sdk),
             env.required("CARTEIRO_OUTBOUND_QUEUE_URL")?,
         )),
-        secrets: Secrets::new(Arc::new(secrets)),
+        secrets,
         clock: Arc::new(SystemClock),
         templates: Arc::new(EmailTemplates::embedded()),
         settings: SendApiSettings::from_env(env)?,

@@ -8,10 +8,8 @@ use carteiro_shared::config::IntakeSettings;
 use carteiro_shared::config::{ConfigError, Env};
 use carteiro_shared::intake::{self, IntakeContext};
 use carteiro_shared::lambda::serve_http;
-use carteiro_shared::secrets::Secrets;
 use lambda_http::{Body, Request, Response};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Builds the handler's context from the environment template.yaml sets.
 pub async fn context_from_env(env: Env<'_>) -> Result<IntakeContext, ConfigError> {
@@ -21,16 +19,10 @@ pub async fn context_from_env(env: Env<'_>) -> Result<IntakeContext, ConfigError
         whatsapp: Some(env.required("CARTEIRO_WHATSAPP_SECRET_ID")?),
         ..SecretIds::default()
     };
-    let ttl = Duration::from_secs(env.number_or("CARTEIRO_SECRET_CACHE_TTL_SECS", 300)?);
-    let secrets = SecretsManagerSource::new(&sdk, secret_ids, ttl)
-        .await
-        .map_err(|e| ConfigError::Invalid {
-            var: "CARTEIRO_WHATSAPP_SECRET_ID",
-            reason: e.to_string(),
-        })?;
+    let secrets = SecretsManagerSource::secrets_from_env(&sdk, env, secret_ids).await?;
     Ok(IntakeContext {
         queue: Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url)),
-        secrets: Secrets::new(Arc::new(secrets)),
+        secrets,
         settings: IntakeSettings::from_env(env)?,
     })
 }

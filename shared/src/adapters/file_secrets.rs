@@ -7,6 +7,7 @@
 //! rotated in the file is picked up after a provider rejects the old one, without a restart.
 //! Neither `Debug` nor any error shows a value from the file.
 
+use crate::json::describe_error;
 use crate::ports::secrets::{SecretError, SecretName, SecretSource};
 use async_trait::async_trait;
 use secrecy::SecretString;
@@ -117,7 +118,7 @@ fn read_file(path: &Path) -> Result<Map<String, Value>, FileError> {
         Ok(_) => Err(FileError::Malformed(NOT_AN_OBJECT.to_owned())),
         Err(e) => Err(FileError::Malformed(format!(
             "the secrets file is not valid JSON ({})",
-            json_error(&e)
+            describe_error(&e)
         ))),
     }
 }
@@ -148,19 +149,8 @@ impl SecretSource for FileSecretSource {
                 .map(SecretString::from)
                 .map_err(|e| SecretError::Malformed {
                     name,
-                    reason: json_error(&e),
+                    reason: describe_error(&e),
                 }),
         }
     }
-}
-
-/// A JSON error by kind and position, never quoting the data it choked on.
-fn json_error(e: &serde_json::Error) -> String {
-    let kind = match e.classify() {
-        serde_json::error::Category::Io => "i/o error",
-        serde_json::error::Category::Syntax => "syntax error",
-        serde_json::error::Category::Data => "unexpected data",
-        serde_json::error::Category::Eof => "truncated",
-    };
-    format!("{kind} at line {} column {}", e.line(), e.column())
 }

@@ -4,9 +4,8 @@
 
 use crate::domain::delivery::DeliveryError;
 use crate::domain::message::EmailMessage;
-use crate::ports::secrets::SecretError;
 use crate::providers::email::{EmailSender, MailerOptions, SmtpMailer, SmtpSettings};
-use crate::providers::{FailureClass, SendFailure, SendOutcome};
+use crate::providers::{FailureClass, SendFailure, SendOutcome, secret_failure};
 use crate::secrets::{Secrets, SmtpSecret};
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
@@ -39,7 +38,7 @@ impl SmtpFromSecrets {
             .secrets
             .smtp(refresh)
             .await
-            .map_err(|e| secret_failure(&e))?;
+            .map_err(|e| secret_failure(&e, "smtp_not_configured"))?;
         let digest = fingerprint(&secret);
         let mut current = self.current.lock().await;
         if let Some((known, mailer)) = current.as_ref()
@@ -111,19 +110,5 @@ fn carteiro_error(code: &str, message: String) -> DeliveryError {
         code: code.to_owned(),
         message,
         details: None,
-    }
-}
-
-fn secret_failure(e: &SecretError) -> SendFailure {
-    let (class, code) = match e {
-        SecretError::Unavailable(_) => (FailureClass::Retryable, "secret_unavailable"),
-        SecretError::Missing(_) | SecretError::Malformed { .. } => {
-            (FailureClass::Permanent, "smtp_not_configured")
-        }
-    };
-    SendFailure {
-        class,
-        error: carteiro_error(code, e.to_string()),
-        retry_after: None,
     }
 }

@@ -6,6 +6,7 @@ pub mod templates;
 pub mod whatsapp;
 
 use crate::domain::delivery::DeliveryError;
+use crate::ports::secrets::SecretError;
 use std::time::Duration;
 
 /// How a failed provider call should be handled.
@@ -58,4 +59,26 @@ pub enum SendOutcome {
         message_status: Option<String>,
     },
     Failed(SendFailure),
+}
+
+/// The failure for a provider whose credentials could not be read: a secret store that is
+/// down is worth retrying; a secret that is missing or malformed needs an operator.
+pub fn secret_failure(e: &SecretError, not_configured_code: &str) -> SendFailure {
+    let (class, code) = match e {
+        SecretError::Unavailable(_) => (FailureClass::Retryable, "secret_unavailable"),
+        SecretError::Missing(_) | SecretError::Malformed { .. } => {
+            (FailureClass::Permanent, not_configured_code)
+        }
+    };
+    SendFailure {
+        class,
+        error: DeliveryError {
+            source: "carteiro".to_owned(),
+            code: code.to_owned(),
+            // SecretError's messages never quote a secret value.
+            message: e.to_string(),
+            details: None,
+        },
+        retry_after: None,
+    }
 }

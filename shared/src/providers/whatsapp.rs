@@ -29,7 +29,6 @@ use crate::config::{ConfigError, Env};
 use crate::domain::delivery::DeliveryError;
 use crate::domain::time::Timestamp;
 use crate::domain::webhook::MetaError;
-use crate::ports::secrets::SecretError;
 use crate::providers::{FailureClass, SendFailure, SendOutcome};
 use crate::secrets::{Secrets, WhatsAppSecret};
 use async_trait::async_trait;
@@ -260,7 +259,7 @@ pub async fn send_with_token_refresh(
 ) -> SendOutcome {
     let secret = match secrets.whatsapp(false).await {
         Ok(s) => s,
-        Err(e) => return SendOutcome::Failed(secret_failure(&e)),
+        Err(e) => return SendOutcome::Failed(super::secret_failure(&e, "not_configured")),
     };
     let first = sender.send(&secret, body).await;
     let SendOutcome::Failed(SendFailure {
@@ -279,26 +278,6 @@ pub async fn send_with_token_refresh(
             tracing::error!(error = %e, "cannot refresh the WhatsApp secret");
             first
         }
-    }
-}
-
-fn secret_failure(e: &SecretError) -> SendFailure {
-    let (class, code) = match e {
-        SecretError::Unavailable(_) => (FailureClass::Retryable, "secret_unavailable"),
-        SecretError::Missing(_) | SecretError::Malformed { .. } => {
-            (FailureClass::Permanent, "not_configured")
-        }
-    };
-    SendFailure {
-        class,
-        error: DeliveryError {
-            source: SOURCE_CARTEIRO.to_owned(),
-            code: code.to_owned(),
-            // SecretError's messages never quote a secret value.
-            message: e.to_string(),
-            details: None,
-        },
-        retry_after: None,
     }
 }
 

@@ -982,16 +982,28 @@ impl std::io::Write for Captured {
     }
 }
 
+/// One global subscriber for the whole test binary, capturing everything at TRACE. A scoped
+/// (`set_default`) subscriber is flaky here: other tests' threads race on tracing's global
+/// callsite-interest cache and can leave the provider's callsites disabled.
+fn captured_logs() -> &'static Captured {
+    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    CAPTURED.get_or_init(|| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other global subscriber in this test binary");
+        captured
+    })
+}
+
 #[tokio::test]
 async fn meta_headers_are_logged_at_debug_and_the_token_never_is() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let guard = tracing::subscriber::set_default(subscriber);
+    let captured = captured_logs();
 
     let server = MockServer::start().await;
     Mock::given(method("POST"))
@@ -1011,7 +1023,6 @@ async fn meta_headers_are_logged_at_debug_and_the_token_never_is() {
         .mount(&server)
         .await;
     let _ = client().send(&secret_for(&server.uri()), &json!({})).await;
-    drop(guard);
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     for expected in ["Fz3trace", "Ab9request", "call_count", "DEBUG"] {

@@ -83,6 +83,25 @@ impl SecretsManagerSource {
         .await
     }
 
+    /// What every Lambda builds at INIT: the source for `ids`, cached for
+    /// `CARTEIRO_SECRET_CACHE_TTL_SECS` (default 300 s), wrapped for typed reads.
+    pub async fn secrets_from_env(
+        config: &aws_config::SdkConfig,
+        env: crate::config::Env<'_>,
+        ids: SecretIds,
+    ) -> Result<crate::secrets::Secrets, crate::config::ConfigError> {
+        const TTL_VAR: &str = "CARTEIRO_SECRET_CACHE_TTL_SECS";
+        let ttl = Duration::from_secs(env.number_or(TTL_VAR, 300)?);
+        let source =
+            Self::new(config, ids, ttl)
+                .await
+                .map_err(|e| crate::config::ConfigError::Invalid {
+                    var: TTL_VAR,
+                    reason: e.to_string(),
+                })?;
+        Ok(crate::secrets::Secrets::new(std::sync::Arc::new(source)))
+    }
+
     /// Like [`Self::new`], from a Secrets Manager client configuration builder.
     pub async fn from_builder(
         config: aws_sdk_secretsmanager::config::Builder,

@@ -243,17 +243,7 @@ fn migrate(conn: &mut Connection) -> Result<(), DbError> {
     }
 }
 
-/// Describes a JSON error by its kind and position only: serde_json's own message may quote
-/// the data (a recipient, a message text), which must not reach a log line.
-pub(crate) fn json_error(e: &serde_json::Error) -> String {
-    let kind = match e.classify() {
-        serde_json::error::Category::Io => "i/o error",
-        serde_json::error::Category::Syntax => "syntax error",
-        serde_json::error::Category::Data => "unexpected data",
-        serde_json::error::Category::Eof => "truncated",
-    };
-    format!("{kind} at line {} column {}", e.line(), e.column())
-}
+pub(crate) use crate::json::describe_error as json_error;
 
 /// What can go wrong inside the adapter, before it is mapped to a port's error.
 #[derive(Debug, thiserror::Error)]
@@ -334,12 +324,5 @@ mod tests {
         // A path under a regular file can be neither created nor opened.
         let err = EmbeddedDb::open(&file.join("db.sqlite")).unwrap_err();
         assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
-    }
-
-    #[test]
-    fn json_errors_do_not_quote_the_data() {
-        let e = serde_json::from_str::<u32>("\"+5511999990001\"").unwrap_err();
-        assert!(e.to_string().contains("5511999990001"));
-        assert!(!json_error(&e).contains("5511999990001"));
     }
 }
