@@ -25,7 +25,6 @@ async fn local_templated_email_with_an_attachment_is_delivered_over_smtp() {
         "channel": "email",
         "to": ["ana@example.com"],
         "bcc": ["audit@example.com"],
-        "subject": "ignored: the template has its own",
         "template": {"name": "welcome", "variables": {"name": "<Ana>", "app_name": "Loja"}},
         "attachments": [{"filename": "nota.txt", "content_type": "text/plain", "content_base64": "T2zDoQ=="}]
     });

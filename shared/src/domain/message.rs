@@ -868,7 +868,12 @@ impl EmailMessage {
         let from = single("from")?;
         let reply_to = single("reply_to")?;
         let spath = format!("{prefix}subject");
-        let subject = required_string(obj, "subject", &spath, limits::EMAIL_SUBJECT)?;
+        // A template may bring its own subject; the send API checks one exists after rendering.
+        let has_template = obj.get("template").is_some_and(|t| !t.is_null());
+        let subject = match string_field(obj, "subject", &spath)? {
+            None if has_template => String::new(),
+            _ => required_string(obj, "subject", &spath, limits::EMAIL_SUBJECT)?,
+        };
         check_header_safe(&subject, &spath)?;
 
         let text = string_field(obj, "text", &format!("{prefix}text"))?;

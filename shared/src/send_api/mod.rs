@@ -339,19 +339,27 @@ fn check_templates(ctx: &SendApiContext, request: &SendRequest) -> Result<(), Ap
         if let OutboundMessage::Email(email) = message
             && let EmailBody::Template { name, variables } = &email.body
         {
-            ctx.templates.render(name, variables).map_err(|e| {
-                let field = if i == 0 {
-                    "template".to_owned()
-                } else {
-                    format!("fallback[{}].template", i - 1)
-                };
+            let prefix = if i == 0 {
+                String::new()
+            } else {
+                format!("fallback[{}].", i - 1)
+            };
+            let rendered = ctx.templates.render(name, variables).map_err(|e| {
                 ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "invalid_template",
                     e.to_string(),
                 )
-                .with_field(field)
+                .with_field(format!("{prefix}template"))
             })?;
+            if rendered.subject.is_none() && email.subject.is_empty() {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "missing_field",
+                    format!("template {name} has no subject of its own; give {prefix}subject"),
+                )
+                .with_field(format!("{prefix}subject")));
+            }
         }
     }
     Ok(())
