@@ -17,7 +17,8 @@ use carteiro_shared::dispatch::{DispatchContext, DispatchSettings};
 use carteiro_shared::inbound::InboundContext;
 use carteiro_shared::intake::IntakeContext;
 use carteiro_shared::ports::{Clock, DeliveryStore, Queue, SystemClock};
-use carteiro_shared::providers::email::SmtpSettings;
+use carteiro_shared::providers::email::{EmailSender, SmtpSettings};
+use carteiro_shared::providers::email_sandbox::EmailOutbox;
 use carteiro_shared::providers::templates::EmailTemplates;
 use carteiro_shared::providers::whatsapp::{
     GraphClient, GraphSettings, SandboxOutbox, WhatsAppSender,
@@ -65,7 +66,9 @@ pub struct Gateway {
     pub send_api: SendApiContext,
     pub dispatch: DispatchContext,
     /// Where WhatsApp messages go when no access token is configured.
-    pub sandbox: Option<Arc<SandboxOutbox>>,
+    pub whatsapp_sandbox: Option<Arc<SandboxOutbox>>,
+    /// Where emails go when no `smtp` secret is configured.
+    pub email_sandbox: Option<Arc<EmailOutbox>>,
 }
 
 /// A built, listening gateway; [`Application::run`] serves it until shutdown.
@@ -101,13 +104,29 @@ impl Application {
             .whatsapp(false)
             .await
             .is_ok_and(|w| w.access_token.is_some() && w.phone_number_id.is_some());
-        let (whatsapp, sandbox): (Arc<dyn WhatsAppSender>, _) = if has_credentials {
+        let (whatsapp, whatsapp_sandbox): (Arc<dyn WhatsAppSender>, _) = if has_credentials {
             let graph = GraphClient::new(&GraphSettings::default())
                 .map_err(|e| StartError::Http(e.to_string()))?;
             (Arc::new(graph), None)
         } else {
             let sandbox = Arc::new(SandboxOutbox::new());
             (sandbox.clone(), Some(sandbox))
+        };
+        // Likewise email without an `smtp` secret goes to an in-memory sandbox.
+        let (email, email_sandbox): (Arc<dyn EmailSender>, _) = if secrets.smtp(false).await.is_ok()
+        {
+            let smtp = SmtpFromSecrets::new(
+                secrets.clone(),
+                SmtpSettings::default(),
+                config.smtp_options.clone(),
+            );
+            (Arc::new(smtp), None)
+        } else {
+            let outbox = Arc::new(
+                EmailOutbox::new(config.smtp_options.clone())
+                    .map_err(|e| StartError::Secrets(e.to_string()))?,
+            );
+            (outbox.clone(), Some(outbox))
         };
         let gateway = Gateway {
             intake: IntakeContext {
@@ -133,15 +152,12 @@ impl Application {
                 outbound,
                 secrets: secrets.clone(),
                 whatsapp,
-                email: Arc::new(SmtpFromSecrets::new(
-                    secrets,
-                    SmtpSettings::default(),
-                    config.smtp_options.clone(),
-                )),
+                email,
                 clock,
                 settings: DispatchSettings::default(),
             },
-            sandbox,
+            whatsapp_sandbox,
+            email_sandbox,
             db,
         };
         let listener =

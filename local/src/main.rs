@@ -115,12 +115,19 @@ fn print_banner(app: &Application) {
             }
         }
     }
-    if app.gateway().sandbox.is_some() {
+    if app.gateway().whatsapp_sandbox.is_some() {
         println!(
             "  WhatsApp:       SANDBOX — no access_token configured; messages are kept at http://{addr}/sandbox/outbox, not sent to Meta"
         );
     } else {
         println!("  WhatsApp:       Graph API (credentials from the secrets file)");
+    }
+    if app.gateway().email_sandbox.is_some() {
+        println!(
+            "  Email:          SANDBOX — no smtp secret configured; emails are kept at http://{addr}/sandbox/outbox, not sent"
+        );
+    } else {
+        println!("  Email:          SMTP (server from the secrets file)");
     }
     println!("  send API:       POST http://{addr}/v1/messages (Authorization: Bearer <API key>)");
     println!("  webhook URL:    http://{addr}/webhooks/whatsapp   health: http://{addr}/health");

@@ -43,15 +43,30 @@ pub async fn route(gateway: &Gateway, req: ApiRequest) -> ApiResponse {
     }
 }
 
-/// Local only: what the WhatsApp sandbox took instead of Meta, newest last.
+/// Local only: what the sandboxes took instead of Meta and an SMTP server, oldest first.
 fn sandbox_outbox(gateway: &Gateway) -> ApiResponse {
-    let Some(sandbox) = &gateway.sandbox else {
+    if gateway.whatsapp_sandbox.is_none() && gateway.email_sandbox.is_none() {
         return ApiError::not_found().into_response();
-    };
-    let messages: Vec<_> = sandbox
-        .messages()
-        .into_iter()
+    }
+    let messages: Vec<_> = gateway
+        .whatsapp_sandbox
+        .iter()
+        .flat_map(|s| s.messages())
         .map(|m| serde_json::json!({"to": m.to, "accepted_at": m.accepted_at, "body": m.body}))
         .collect();
-    json_response(StatusCode::OK, &serde_json::json!({ "messages": messages }))
+    let emails: Vec<_> = gateway
+        .email_sandbox
+        .iter()
+        .flat_map(|s| s.emails())
+        .map(|e| {
+            serde_json::json!({
+                "recipients": e.recipients, "message_id": e.message_id,
+                "accepted_at": e.accepted_at, "raw": e.raw,
+            })
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "messages": messages, "emails": emails }),
+    )
 }

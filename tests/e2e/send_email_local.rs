@@ -60,3 +60,43 @@ async fn local_templated_email_with_an_attachment_is_delivered_over_smtp() {
     let attachment = parts.iter().find(|p| p["filename"] == "nota.txt").unwrap();
     assert_eq!(attachment["content_base64"], "T2zDoQ==");
 }
+
+#[tokio::test]
+async fn local_email_without_an_smtp_secret_is_kept_in_the_sandbox_outbox() {
+    let app = carteiro_e2e::local::spawn_app().await;
+    let body = json!({
+        "channel": "email", "to": ["ana@example.com"], "bcc": ["audit@example.com"],
+        "subject": "Pedido 42", "text": "Olá", "html": "<p>Olá</p>"
+    });
+    let res = app.send(&body, None).await;
+    assert_eq!(res.status(), 202);
+    let id = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let record = app.message_when(&id, |m| m["status"] == "sent").await;
+    assert_eq!(record["attempts"][0]["provider_status"], "sandbox");
+
+    let outbox: Value = app
+        .http
+        .get(app.url("/sandbox/outbox"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let email = &outbox["emails"][0];
+    assert_eq!(email["message_id"], record["provider_message_id"]);
+    assert_eq!(
+        email["recipients"],
+        json!(["ana@example.com", "audit@example.com"])
+    );
+    let raw = email["raw"].as_str().unwrap();
+    assert!(raw.contains("Subject: Pedido 42"), "{raw}");
+    assert!(raw.contains("multipart/alternative"), "{raw}");
+    assert!(
+        !raw.contains("audit@example.com"),
+        "Bcc must not appear in the message: {raw}"
+    );
+}

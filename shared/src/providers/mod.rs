@@ -2,6 +2,7 @@
 //! classification. Dispatch turns their [`SendOutcome`] into delivery state.
 
 pub mod email;
+pub mod email_sandbox;
 pub mod templates;
 pub mod whatsapp;
 
