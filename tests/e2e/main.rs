@@ -6,6 +6,7 @@ mod conformance_embedded;
 mod hostile;
 mod intake_aws;
 mod intake_local;
+mod ledger;
 mod send_aws;
 mod send_email_local;
 mod send_hostile;
