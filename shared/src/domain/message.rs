@@ -33,6 +33,7 @@ pub mod limits {
     pub const ATTACHMENT_BYTES: usize = 150 * 1024;
     pub const METADATA_BYTES: usize = 4096;
     pub const FALLBACKS: usize = 3;
+    pub const CONTACT_CARDS: usize = 20;
 }
 
 /// A refusal, naming the offending field by its JSON path (`template.components[0]...`).
@@ -136,6 +137,19 @@ pub enum WhatsAppContent {
     },
     /// Passed to Meta as given, after the limits below were checked.
     Interactive(Value),
+    /// A reaction to a message; an empty emoji removes it.
+    Reaction {
+        message_id: String,
+        emoji: String,
+    },
+    Location {
+        latitude: f64,
+        longitude: f64,
+        name: Option<String>,
+        address: Option<String>,
+    },
+    /// Contact cards, passed to Meta as given once each has a formatted name.
+    Contacts(Vec<Value>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,8 +226,19 @@ pub struct Attachment {
     pub content: Vec<u8>,
 }
 
-const CONTENT_KEYS: [&str; 7] = [
-    "text", "template", "image", "document", "audio", "video", "sticker",
+/// The kinds of WhatsApp content; a message carries exactly one.
+const CONTENT_KEYS: [&str; 11] = [
+    "text",
+    "template",
+    "image",
+    "document",
+    "audio",
+    "video",
+    "sticker",
+    "interactive",
+    "reaction",
+    "location",
+    "contacts",
 ];
 
 impl SendRequest {
@@ -336,7 +361,6 @@ impl WhatsAppMessage {
 
         let present: Vec<&str> = CONTENT_KEYS
             .iter()
-            .chain(std::iter::once(&"interactive"))
             .copied()
             .filter(|k| obj.get(*k).is_some_and(|v| !v.is_null()))
             .collect();
@@ -346,13 +370,13 @@ impl WhatsAppMessage {
                 return Err(ValidationError::new(
                     "missing_content",
                     format!("{prefix}text"),
-                    "one of text, template, image, document, audio, video, sticker or interactive is required",
+                    "one of text, template, image, document, audio, video, sticker, interactive, reaction, location or contacts is required",
                 ));
             }
             [_, second, ..] => {
                 return Err(ValidationError::invalid(
                     format!("{prefix}{second}"),
-                    "a message carries exactly one of text, template, media or interactive",
+                    "a message carries exactly one kind of content",
                 ));
             }
         };
@@ -378,6 +402,42 @@ impl WhatsAppMessage {
             "interactive" => {
                 validate_interactive(object(value, &path)?, &path)?;
                 WhatsAppContent::Interactive(value.clone())
+            }
+            "reaction" => {
+                let o = object(value, &path)?;
+                let message_id =
+                    required_string(o, "message_id", &format!("{path}.message_id"), 512)?;
+                let emoji = string_field(o, "emoji", &format!("{path}.emoji"))?.unwrap_or_default();
+                // One emoji, possibly several code points (skin tones, ZWJ sequences).
+                check_len(&emoji, &format!("{path}.emoji"), 16)?;
+                WhatsAppContent::Reaction { message_id, emoji }
+            }
+            "location" => parse_location(object(value, &path)?, &path)?,
+            "contacts" => {
+                let cards = array(Some(value), &path)?;
+                if cards.is_empty() {
+                    return Err(ValidationError::missing(format!("{path}[0]")));
+                }
+                if cards.len() > limits::CONTACT_CARDS {
+                    return Err(ValidationError::too_many(&path, limits::CONTACT_CARDS));
+                }
+                for (i, card) in cards.iter().enumerate() {
+                    let cpath = format!("{path}[{i}]");
+                    let c = object(card, &cpath)?;
+                    let npath = format!("{cpath}.name");
+                    let name = object(
+                        c.get("name")
+                            .ok_or_else(|| ValidationError::missing(&npath))?,
+                        &npath,
+                    )?;
+                    required_string(
+                        name,
+                        "formatted_name",
+                        &format!("{npath}.formatted_name"),
+                        256,
+                    )?;
+                }
+                WhatsAppContent::Contacts(cards.to_vec())
             }
             media => {
                 let kind = MediaKind::ALL
@@ -450,6 +510,26 @@ impl WhatsAppMessage {
                 (kind.as_str(), m)
             }
             WhatsAppContent::Interactive(v) => ("interactive", v.clone()),
+            WhatsAppContent::Reaction { message_id, emoji } => (
+                "reaction",
+                json!({"message_id": message_id, "emoji": emoji}),
+            ),
+            WhatsAppContent::Location {
+                latitude,
+                longitude,
+                name,
+                address,
+            } => {
+                let mut l = json!({"latitude": latitude, "longitude": longitude});
+                if let Some(n) = name {
+                    l["name"] = json!(n);
+                }
+                if let Some(a) = address {
+                    l["address"] = json!(a);
+                }
+                ("location", l)
+            }
+            WhatsAppContent::Contacts(cards) => ("contacts", Value::Array(cards.clone())),
         };
         body["type"] = json!(kind);
         body[kind] = payload;
@@ -581,6 +661,31 @@ fn parse_template(o: &Map<String, Value>, path: &str) -> Result<WhatsAppContent>
         name,
         language,
         components,
+    })
+}
+
+fn parse_location(o: &Map<String, Value>, path: &str) -> Result<WhatsAppContent> {
+    let coordinate = |key: &str, max: f64| -> Result<f64> {
+        let p = format!("{path}.{key}");
+        let v = o.get(key).ok_or_else(|| ValidationError::missing(&p))?;
+        v.as_f64().filter(|x| x.abs() <= max).ok_or_else(|| {
+            ValidationError::invalid(&p, format!("must be a number from -{max} to {max}"))
+        })
+    };
+    let latitude = coordinate("latitude", 90.0)?;
+    let longitude = coordinate("longitude", 180.0)?;
+    let name = string_field(o, "name", &format!("{path}.name"))?;
+    let address = string_field(o, "address", &format!("{path}.address"))?;
+    for (text, key) in [(&name, "name"), (&address, "address")] {
+        if let Some(t) = text {
+            check_len(t, &format!("{path}.{key}"), 1000)?;
+        }
+    }
+    Ok(WhatsAppContent::Location {
+        latitude,
+        longitude,
+        name,
+        address,
     })
 }
 

@@ -332,6 +332,65 @@ async fn sticker_by_id() {
 }
 
 #[tokio::test]
+async fn reaction_and_its_removal() {
+    for emoji in ["👍", ""] {
+        assert_sends_exactly(
+            json!({"channel": "whatsapp", "to": "+5511999990001",
+                   "reaction": {"message_id": "wamid.HBgLMTY0NjcwNDM1OTUVAgASGBQzQUZCMTY0MDc2MUYwNzBDNTY5MAA=", "emoji": emoji}}),
+            json!({
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "to": "5511999990001",
+                "type": "reaction",
+                "reaction": {"message_id": "wamid.HBgLMTY0NjcwNDM1OTUVAgASGBQzQUZCMTY0MDc2MUYwNzBDNTY5MAA=", "emoji": emoji},
+                "biz_opaque_callback_data": CALLBACK
+            }),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn location_with_name_and_address() {
+    assert_sends_exactly(
+        json!({"channel": "whatsapp", "to": "+5511999990001",
+               "location": {"latitude": -23.5613, "longitude": -46.6565, "name": "Loja Paulista",
+                            "address": "Av. Paulista, 1000, São Paulo"}}),
+        json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": "5511999990001",
+            "type": "location",
+            "location": {"latitude": -23.5613, "longitude": -46.6565, "name": "Loja Paulista",
+                         "address": "Av. Paulista, 1000, São Paulo"},
+            "biz_opaque_callback_data": CALLBACK
+        }),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn contacts_card() {
+    let card = json!({
+        "name": {"formatted_name": "Central de Atendimento", "first_name": "Central"},
+        "phones": [{"phone": "+55 11 4000-0000", "type": "WORK"}],
+        "emails": [{"email": "atendimento@example.com", "type": "WORK"}]
+    });
+    assert_sends_exactly(
+        json!({"channel": "whatsapp", "to": "+5511999990001", "contacts": [card.clone()]}),
+        json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": "5511999990001",
+            "type": "contacts",
+            "contacts": [card],
+            "biz_opaque_callback_data": CALLBACK
+        }),
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn interactive_reply_buttons() {
     let interactive = json!({
         "type": "button",
