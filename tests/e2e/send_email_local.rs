@@ -77,15 +77,7 @@ async fn local_email_without_an_smtp_secret_is_kept_in_the_sandbox_outbox() {
     let record = app.message_when(&id, |m| m["status"] == "sent").await;
     assert_eq!(record["attempts"][0]["provider_status"], "sandbox");
 
-    let outbox: Value = app
-        .http
-        .get(app.url("/sandbox/outbox"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let outbox = app.sandbox_outbox().await;
     let email = &outbox["emails"][0];
     assert_eq!(email["message_id"], record["provider_message_id"]);
     assert_eq!(

@@ -217,15 +217,7 @@ async fn hostile_send_requests_are_refused_precisely_and_create_nothing() {
             .unwrap()
             .is_empty()
     );
-    let outbox: Value = app
-        .http
-        .get(app.url("/sandbox/outbox"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let outbox = app.sandbox_outbox().await;
     assert_eq!(outbox["messages"], json!([]));
     // ...and no Idempotency-Key was used up: each still accepts a valid request.
     let valid = json!({"channel": "whatsapp", "to": "+5511999990001", "text": {"body": "Olá"}});

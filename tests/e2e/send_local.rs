@@ -62,15 +62,7 @@ async fn local_whatsapp_without_credentials_is_delivered_to_the_sandbox_outbox()
             .starts_with("wamid.sandbox.")
     );
 
-    let outbox: Value = app
-        .http
-        .get(app.url("/sandbox/outbox"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let outbox = app.sandbox_outbox().await;
     let sent = &outbox["messages"][0]["body"];
     assert_eq!(sent["to"], "5511999990001");
     assert_eq!(sent["text"]["body"], "Olá");

@@ -43,6 +43,17 @@ impl TestApp {
         req.send().await.unwrap()
     }
 
+    /// What the local sandboxes took (`GET /sandbox/outbox`).
+    pub async fn sandbox_outbox(&self) -> serde_json::Value {
+        let res = self
+            .http
+            .get(self.url("/sandbox/outbox"))
+            .send()
+            .await
+            .unwrap();
+        res.json().await.unwrap()
+    }
+
     /// GETs a message with the test API key.
     pub async fn message(&self, id: &str) -> (u16, serde_json::Value) {
         let res = self

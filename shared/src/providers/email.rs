@@ -194,6 +194,21 @@ pub enum EmailBuildError {
 }
 
 impl EmailBuildError {
+    /// A message that cannot be built will never be sent: a permanent failure, before any
+    /// connection.
+    pub fn into_failure(self) -> SendFailure {
+        SendFailure {
+            class: FailureClass::Permanent,
+            error: DeliveryError {
+                source: "carteiro".to_owned(),
+                code: self.code().to_owned(),
+                message: self.to_string(),
+                details: None,
+            },
+            retry_after: None,
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             Self::Template(e) => e.code(),
@@ -648,18 +663,7 @@ impl EmailSender for SmtpMailer {
     async fn send(&self, email: &EmailMessage) -> SendOutcome {
         let built = match self.build_message(email) {
             Ok(built) => built,
-            Err(e) => {
-                return SendOutcome::Failed(SendFailure {
-                    class: FailureClass::Permanent,
-                    error: DeliveryError {
-                        source: "carteiro".to_owned(),
-                        code: e.code().to_owned(),
-                        message: e.to_string(),
-                        details: None,
-                    },
-                    retry_after: None,
-                });
-            }
+            Err(e) => return SendOutcome::Failed(e.into_failure()),
         };
         let envelope = built.message.envelope().clone();
         match self.deliver(&envelope, &built.message.formatted()).await {

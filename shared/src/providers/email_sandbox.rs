@@ -2,13 +2,12 @@
 //! exactly as the SMTP mailer would build them and kept in memory instead of being sent, so
 //! an app can be developed end to end without a mail server.
 
-use crate::domain::delivery::DeliveryError;
 use crate::domain::message::EmailMessage;
 use crate::domain::time::Timestamp;
+use crate::providers::SendOutcome;
 use crate::providers::email::{
     EmailSender, MailerOptions, SmtpConfigError, SmtpMailer, SmtpSettings,
 };
-use crate::providers::{FailureClass, SendFailure, SendOutcome};
 use crate::secrets::SmtpSecret;
 use async_trait::async_trait;
 use std::sync::{Mutex, PoisonError};
@@ -65,18 +64,7 @@ impl EmailSender for EmailOutbox {
     async fn send(&self, email: &EmailMessage) -> SendOutcome {
         let built = match self.builder.build_message(email) {
             Ok(built) => built,
-            Err(e) => {
-                return SendOutcome::Failed(SendFailure {
-                    class: FailureClass::Permanent,
-                    error: DeliveryError {
-                        source: "carteiro".to_owned(),
-                        code: e.code().to_owned(),
-                        message: e.to_string(),
-                        details: None,
-                    },
-                    retry_after: None,
-                });
-            }
+            Err(e) => return SendOutcome::Failed(e.into_failure()),
         };
         let recipients = email
             .to
