@@ -33,14 +33,12 @@ pub async fn context_from_env(env: Env<'_>) -> Result<DispatchContext, ConfigErr
         MailerOptions::default(),
     );
     Ok(DispatchContext {
-        store: Arc::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&sdk),
-            env.required("CARTEIRO_TABLE_NAME")?,
-        )),
-        outbound: Arc::new(SqsQueue::new(
-            aws_sdk_sqs::Client::new(&sdk),
-            env.required("CARTEIRO_OUTBOUND_QUEUE_URL")?,
-        )),
+        store: Arc::new(DynamoStore::from_env(&sdk, env)?),
+        outbound: Arc::new(SqsQueue::from_env(
+            &sdk,
+            env,
+            "CARTEIRO_OUTBOUND_QUEUE_URL",
+        )?),
         secrets,
         whatsapp: Arc::new(graph),
         email: Arc::new(email),

@@ -13,9 +13,8 @@ use std::sync::Arc;
 /// Builds the consumer's context from the environment template.yaml sets.
 pub async fn context_from_env(env: Env<'_>) -> Result<InboundContext, ConfigError> {
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let table = env.required("CARTEIRO_TABLE_NAME")?;
     Ok(InboundContext {
-        store: Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table)),
+        store: Arc::new(DynamoStore::from_env(&sdk, env)?),
         clock: Arc::new(SystemClock),
         settings: InboundSettings::from_env(env)?,
     })

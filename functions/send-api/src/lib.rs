@@ -18,14 +18,12 @@ pub async fn context_from_env(env: Env<'_>) -> Result<SendApiContext, ConfigErro
     };
     let secrets = SecretsManagerSource::secrets_from_env(&sdk, env, secret_ids).await?;
     Ok(SendApiContext {
-        store: Arc::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&sdk),
-            env.required("CARTEIRO_TABLE_NAME")?,
-        )),
-        outbound: Arc::new(SqsQueue::new(
-            aws_sdk_sqs::Client::new(&sdk),
-            env.required("CARTEIRO_OUTBOUND_QUEUE_URL")?,
-        )),
+        store: Arc::new(DynamoStore::from_env(&sdk, env)?),
+        outbound: Arc::new(SqsQueue::from_env(
+            &sdk,
+            env,
+            "CARTEIRO_OUTBOUND_QUEUE_URL",
+        )?),
         secrets,
         clock: Arc::new(SystemClock),
         templates: Arc::new(EmailTemplates::embedded()),

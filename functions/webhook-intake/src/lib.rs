@@ -14,14 +14,13 @@ use std::sync::Arc;
 /// Builds the handler's context from the environment template.yaml sets.
 pub async fn context_from_env(env: Env<'_>) -> Result<IntakeContext, ConfigError> {
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let queue_url = env.required("CARTEIRO_INBOUND_QUEUE_URL")?;
     let secret_ids = SecretIds {
         whatsapp: Some(env.required("CARTEIRO_WHATSAPP_SECRET_ID")?),
         ..SecretIds::default()
     };
     let secrets = SecretsManagerSource::secrets_from_env(&sdk, env, secret_ids).await?;
     Ok(IntakeContext {
-        queue: Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url)),
+        queue: Arc::new(SqsQueue::from_env(&sdk, env, "CARTEIRO_INBOUND_QUEUE_URL")?),
         secrets,
         settings: IntakeSettings::from_env(env)?,
     })

@@ -50,6 +50,15 @@ pub struct DynamoStore {
 }
 
 impl DynamoStore {
+    /// The store on the table named by `CARTEIRO_TABLE_NAME`.
+    pub fn from_env(
+        sdk: &aws_config::SdkConfig,
+        env: crate::config::Env<'_>,
+    ) -> Result<Self, crate::config::ConfigError> {
+        let table = env.required("CARTEIRO_TABLE_NAME")?;
+        Ok(Self::new(aws_sdk_dynamodb::Client::new(sdk), table))
+    }
+
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
         Self {
             client,

@@ -73,6 +73,16 @@ pub struct SqsQueue {
 }
 
 impl SqsQueue {
+    /// The queue whose URL the environment variable `url_var` holds.
+    pub fn from_env(
+        sdk: &aws_config::SdkConfig,
+        env: crate::config::Env<'_>,
+        url_var: &'static str,
+    ) -> Result<Self, crate::config::ConfigError> {
+        let url = env.required(url_var)?;
+        Ok(Self::new(aws_sdk_sqs::Client::new(sdk), url))
+    }
+
     pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
         Self {
             client,
