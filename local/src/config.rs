@@ -1,6 +1,10 @@
-//! The local runtime's configuration: flags, then environment variables, then defaults.
+//! The local runtime's configuration: flags, then environment variables, then defaults. The
+//! `CARTEIRO_*` settings the Lambdas read are loaded by the same typed module
+//! ([`carteiro_shared::config::Settings`]), so an operator can try a setting locally.
 
-use carteiro_shared::providers::email::MailerOptions;
+use carteiro_shared::config::{ConfigError, Env, Settings};
+use carteiro_shared::providers::email::{MailerOptions, SmtpSettings};
+use carteiro_shared::providers::whatsapp::GraphSettings;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,6 +25,21 @@ pub struct Config {
     pub poll_interval: Duration,
     /// Extra SMTP client options (a test's own root certificate, say).
     pub smtp_options: MailerOptions,
+    /// The functions' settings (`CARTEIRO_*`).
+    pub settings: Settings,
+    pub graph: GraphSettings,
+    pub smtp: SmtpSettings,
+}
+
+/// The functions' settings from an environment.
+pub fn function_settings(
+    env: Env<'_>,
+) -> Result<(Settings, GraphSettings, SmtpSettings), ConfigError> {
+    Ok((
+        Settings::from_env(env)?,
+        GraphSettings::from_env(env)?,
+        SmtpSettings::from_env(env)?,
+    ))
 }
 
 impl Config {
@@ -32,6 +51,9 @@ impl Config {
             secrets_file,
             poll_interval: Duration::from_millis(20),
             smtp_options: MailerOptions::default(),
+            settings: Settings::default(),
+            graph: GraphSettings::default(),
+            smtp: SmtpSettings::default(),
         }
     }
 }

@@ -103,10 +103,7 @@ pub async fn poll_once(
     }
     let events: Vec<QueuedEvent> = live
         .iter()
-        .map(|m| QueuedEvent {
-            message_id: m.message_id.clone(),
-            body: m.body.clone(),
-        })
+        .map(QueuedEvent::from)
         .collect();
     let failed = kind.process(gateway, &events).await;
     for message in &live {

@@ -7,24 +7,26 @@
 pub mod config;
 pub mod consumer;
 pub mod dev_secrets;
+pub mod redrive;
 pub mod routes;
+pub mod sweeper;
 
 use carteiro_shared::adapters::embedded::EmbeddedDb;
 use carteiro_shared::adapters::file_secrets::FileSecretSource;
-use carteiro_shared::config::{InboundSettings, IntakeSettings};
-use carteiro_shared::dispatch::email::SmtpFromSecrets;
-use carteiro_shared::dispatch::{DispatchContext, DispatchSettings};
+use carteiro_shared::dispatch::DispatchContext;
+use carteiro_shared::domain::delivery::Channel;
 use carteiro_shared::inbound::InboundContext;
 use carteiro_shared::intake::IntakeContext;
-use carteiro_shared::ports::{Clock, DeliveryStore, Queue, SystemClock};
-use carteiro_shared::providers::email::{EmailSender, SmtpSettings};
+use carteiro_shared::ports::{Clock, DeliveryStore, Provider, Providers, Queue, SystemClock};
 use carteiro_shared::providers::email_sandbox::EmailOutbox;
+use carteiro_shared::providers::smtp_from_secrets::SmtpFromSecrets;
 use carteiro_shared::providers::templates::EmailTemplates;
 use carteiro_shared::providers::whatsapp::{
-    GraphClient, GraphSettings, SandboxOutbox, WhatsAppSender,
+    GraphClient, SandboxOutbox, WhatsAppProvider, WhatsAppSender,
 };
 use carteiro_shared::secrets::Secrets;
-use carteiro_shared::send_api::{SendApiContext, SendApiSettings};
+use carteiro_shared::send_api::SendApiContext;
+use carteiro_shared::sweeper::SweepContext;
 pub use config::Config;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -65,6 +67,7 @@ pub struct Gateway {
     pub inbound: InboundContext,
     pub send_api: SendApiContext,
     pub dispatch: DispatchContext,
+    pub sweep: SweepContext,
     /// Where WhatsApp messages go when no access token is configured.
     pub whatsapp_sandbox: Option<Arc<SandboxOutbox>>,
     /// Where emails go when no `smtp` secret is configured.
@@ -87,7 +90,7 @@ impl Application {
             source,
         })?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let db = EmbeddedDb::open(&config.data_dir.join("carteiro.sqlite3"))
+        let db = EmbeddedDb::open(&config.data_dir.join(carteiro_shared::adapters::embedded::DEFAULT_FILE_NAME))
             .map_err(|e| StartError::Store(e.to_string()))?;
         let secrets_path = match &config.secrets_file {
             Some(path) => path.clone(),
@@ -105,7 +108,7 @@ impl Application {
             .await
             .is_ok_and(|w| w.access_token.is_some() && w.phone_number_id.is_some());
         let (whatsapp, whatsapp_sandbox): (Arc<dyn WhatsAppSender>, _) = if has_credentials {
-            let graph = GraphClient::new(&GraphSettings::default())
+            let graph = GraphClient::new(&config.graph)
                 .map_err(|e| StartError::Http(e.to_string()))?;
             (Arc::new(graph), None)
         } else {
@@ -113,11 +116,10 @@ impl Application {
             (sandbox.clone(), Some(sandbox))
         };
         // Likewise email without an `smtp` secret goes to an in-memory sandbox.
-        let (email, email_sandbox): (Arc<dyn EmailSender>, _) = if secrets.smtp(false).await.is_ok()
-        {
+        let (email, email_sandbox): (Arc<dyn Provider>, _) = if secrets.smtp(false).await.is_ok() {
             let smtp = SmtpFromSecrets::new(
                 secrets.clone(),
-                SmtpSettings::default(),
+                config.smtp.clone(),
                 config.smtp_options.clone(),
             );
             (Arc::new(smtp), None)
@@ -128,16 +130,30 @@ impl Application {
             );
             (outbox.clone(), Some(outbox))
         };
+        let settings = &config.settings;
+        let providers = Providers::new()
+            .with(
+                Channel::Whatsapp,
+                Arc::new(WhatsAppProvider::new(whatsapp, secrets.clone())),
+            )
+            .with(Channel::Email, email);
         let gateway = Gateway {
             intake: IntakeContext {
                 queue: Arc::new(db.queue(INBOUND_QUEUE)),
                 secrets: secrets.clone(),
-                settings: IntakeSettings::default(),
+                settings: settings.intake.clone(),
             },
             inbound: InboundContext {
                 store: store.clone(),
                 clock: clock.clone(),
-                settings: InboundSettings::default(),
+                settings: settings.inbound.clone(),
+            },
+            sweep: SweepContext {
+                store: store.clone(),
+                outbound: outbound.clone(),
+                clock: clock.clone(),
+                dispatch: settings.dispatch.clone(),
+                settings: settings.sweep.clone(),
             },
             send_api: SendApiContext {
                 store: store.clone(),
@@ -145,16 +161,14 @@ impl Application {
                 secrets: secrets.clone(),
                 clock: clock.clone(),
                 templates: Arc::new(EmailTemplates::embedded()),
-                settings: SendApiSettings::default(),
+                settings: settings.send_api.clone(),
             },
             dispatch: DispatchContext {
                 store,
                 outbound,
-                secrets: secrets.clone(),
-                whatsapp,
-                email,
+                providers,
                 clock,
-                settings: DispatchSettings::default(),
+                settings: settings.dispatch.clone(),
             },
             whatsapp_sandbox,
             email_sandbox,
@@ -197,6 +211,7 @@ impl Application {
                 shutdown.clone(),
             ))
         });
+        let sweeper = tokio::spawn(sweeper::run(self.gateway.sweep.clone(), shutdown.clone()));
         let app = routes::router(self.gateway.clone());
         let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
@@ -205,6 +220,7 @@ impl Application {
         for consumer in consumers {
             let _ = consumer.await;
         }
+        let _ = sweeper.await;
         served
     }
 }

@@ -1,7 +1,8 @@
 //! `carteiro`: the whole gateway as one local process.
 
-use carteiro_local::config::{Config, DEFAULT_DATA_DIR, DEFAULT_LISTEN};
-use carteiro_local::{Application, dev_secrets};
+use carteiro_local::config::{Config, DEFAULT_DATA_DIR, DEFAULT_LISTEN, function_settings};
+use carteiro_local::{Application, dev_secrets, redrive};
+use carteiro_shared::config::{Env, process_env};
 use carteiro_shared::observability::{LogFormat, init_logging};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -26,6 +27,31 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API and run the queue consumers (the default).
     Serve(ServeArgs),
+    /// Move dead letters back to the queue they came from, and print what moved.
+    Redrive(RedriveArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct RedriveArgs {
+    /// Which queue's dead letters: `outbound` (dispatch jobs) or `inbound` (webhook events).
+    #[arg(long, value_parser = ["outbound", "inbound"])]
+    queue: String,
+    /// Only dead letters first queued at most this long ago (`90m`, `2h`, `7d`).
+    #[arg(long, value_parser = parse_ago)]
+    since: Option<Duration>,
+    /// Only dead letters first queued at least this long ago.
+    #[arg(long, value_parser = parse_ago)]
+    until: Option<Duration>,
+    /// Print what would move; move nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Directory of the embedded store.
+    #[arg(long, env = "CARTEIRO_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+}
+
+fn parse_ago(s: &str) -> Result<Duration, String> {
+    carteiro_shared::config::parse_duration(s)
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -49,7 +75,15 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
+        Some(Command::Redrive(args)) => return run_redrive(args).await,
         None => cli.serve,
+    };
+    let (settings, graph, smtp) = match function_settings(Env::new(&process_env)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("carteiro: {e}");
+            return ExitCode::FAILURE;
+        }
     };
     init_logging(if args.log_json {
         LogFormat::Json
@@ -62,6 +96,9 @@ async fn main() -> ExitCode {
         secrets_file: args.secrets_file,
         poll_interval: Duration::from_millis(100),
         smtp_options: Default::default(),
+        settings,
+        graph,
+        smtp,
     };
     let app = match Application::build(config).await {
         Ok(app) => app,
@@ -80,6 +117,40 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("carteiro: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_redrive(args: RedriveArgs) -> ExitCode {
+    let now = carteiro_shared::domain::time::Timestamp::now();
+    let ago = |d: Duration| {
+        carteiro_shared::domain::time::Timestamp::from_millis(
+            now.as_millis() - i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        )
+    };
+    let filter = carteiro_shared::redrive::RedriveFilter {
+        since: args.since.map(ago),
+        until: args.until.map(ago),
+        dry_run: args.dry_run,
+    };
+    match redrive::run(&args.data_dir, &args.queue, filter).await {
+        Ok(report) => {
+            let verb = if report.dry_run { "would move" } else { "moved" };
+            for item in &report.moved {
+                println!("{verb} {} {}", item.message_id, item.body);
+            }
+            println!(
+                "{verb} {} message(s) from {}-dlq to {}; {} left by the time filter",
+                report.moved.len(),
+                args.queue,
+                args.queue,
+                report.skipped
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("carteiro redrive: {e}");
             ExitCode::FAILURE
         }
     }

@@ -12,7 +12,7 @@
 use carteiro_shared::adapters::embedded::EmbeddedDb;
 use carteiro_shared::adapters::file_secrets::FileSecretSource;
 use carteiro_shared::batch::QueuedEvent;
-use carteiro_shared::dispatch::email::SmtpFromSecrets;
+use carteiro_shared::providers::{self, smtp_from_secrets::SmtpFromSecrets};
 use carteiro_shared::dispatch::{self, DispatchContext, DispatchSettings};
 use carteiro_shared::domain::delivery::{Channel, DeliveryRecord};
 use carteiro_shared::domain::{MessageId, Timestamp};
@@ -57,13 +57,15 @@ async fn fixture(concurrency: usize) -> Option<Fixture> {
     let ctx = DispatchContext {
         store: Arc::new(db.store()),
         outbound: Arc::new(db.queue("outbound")),
-        secrets: secrets.clone(),
-        whatsapp: Arc::new(GraphClient::new(&GraphSettings::default()).ok()?),
-        email: Arc::new(SmtpFromSecrets::new(
-            secrets,
-            SmtpSettings::default(),
-            MailerOptions::default(),
-        )),
+        providers: providers::standard(
+            &secrets,
+            Arc::new(GraphClient::new(&GraphSettings::default()).ok()?),
+            Arc::new(SmtpFromSecrets::new(
+                secrets.clone(),
+                SmtpSettings::default(),
+                MailerOptions::default(),
+            )),
+        ),
         clock: Arc::new(SystemClock),
         settings: DispatchSettings {
             concurrency,
@@ -90,7 +92,8 @@ async fn jobs(ctx: &DispatchContext, n: usize) -> Vec<QueuedEvent> {
         }
         events.push(QueuedEvent {
             message_id: format!("bench-{i}"),
-            body: serde_json::to_string(&DispatchJob { id }).unwrap_or_default(),
+            body: serde_json::to_string(&DispatchJob::new(id, None)).unwrap_or_default(),
+            correlation_id: None,
         });
     }
     events

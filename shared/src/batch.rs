@@ -11,6 +11,21 @@ use std::future::Future;
 pub struct QueuedEvent {
     pub message_id: String,
     pub body: String,
+    /// The `correlation_id` message attribute, when the producer set one.
+    pub correlation_id: Option<String>,
+}
+
+/// The message attribute carrying a correlation id from producer to consumer.
+pub const ATTR_CORRELATION_ID: &str = "correlation_id";
+
+impl From<&crate::ports::queue::ReceivedMessage> for QueuedEvent {
+    fn from(m: &crate::ports::queue::ReceivedMessage) -> Self {
+        Self {
+            message_id: m.message_id.clone(),
+            body: m.body.clone(),
+            correlation_id: m.attributes.get(ATTR_CORRELATION_ID).cloned(),
+        }
+    }
 }
 
 /// Runs `process` on every event, at most `concurrency` at a time, and returns the message

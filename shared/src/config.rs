@@ -1,6 +1,10 @@
-//! Typed configuration from environment variables. Every setting has a documented default
-//! except the AWS resource names, which template.yaml always sets.
+//! Typed configuration from environment variables: the one place a `CARTEIRO_*` setting is
+//! read and parsed. Every Lambda and the local runtime load the same variables; a malformed
+//! value stops start-up with an error naming the variable, and nothing is silently clamped.
+//! Every setting has a documented default (README, "Configuration") except the AWS resource
+//! names, which template.yaml always sets.
 
+use crate::resilience::RetryPolicy;
 use std::time::Duration;
 
 /// Meta sends webhook payloads of up to 3 MB (REFERENCE §1.2).
@@ -46,6 +50,216 @@ impl<'a> Env<'a> {
             }),
         }
     }
+
+    /// A whole number in `min..=max`.
+    pub fn number_in(
+        &self,
+        var: &'static str,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<u64, ConfigError> {
+        let n = self.number_or(var, default)?;
+        if (min..=max).contains(&n) {
+            Ok(n)
+        } else {
+            Err(ConfigError::Invalid {
+                var,
+                reason: format!("{n} is outside {min}..={max}"),
+            })
+        }
+    }
+
+    /// A duration written `500ms`, `90s`, `5m`, `2h`, `7d` (a bare number is seconds).
+    pub fn duration_or(&self, var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+        match self.optional(var) {
+            None => Ok(default),
+            Some(v) => parse_duration(&v).map_err(|reason| ConfigError::Invalid { var, reason }),
+        }
+    }
+}
+
+pub use crate::domain::time::parse_duration;
+
+/// Parses a comma-separated list of durations; at least one.
+pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
+    let waits = text
+        .split(',')
+        .enumerate()
+        .map(|(i, part)| parse_duration(part).map_err(|e| format!("entry {}: {e}", i + 1)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if waits.is_empty() {
+        return Err("the schedule needs at least one entry".to_owned());
+    }
+    Ok(waits)
+}
+
+/// Retry policy settings, read by every function that decides or applies a retry.
+pub fn retry_policy_from_env(env: Env<'_>) -> Result<RetryPolicy, ConfigError> {
+    let d = RetryPolicy::default();
+    let schedule = match env.optional("CARTEIRO_RETRY_SCHEDULE") {
+        None => d.schedule().to_vec(),
+        Some(v) => parse_schedule(&v).map_err(|reason| ConfigError::Invalid {
+            var: "CARTEIRO_RETRY_SCHEDULE",
+            reason,
+        })?,
+    };
+    Ok(RetryPolicy::new(
+        schedule,
+        crate::resilience::retry::DEFAULT_JITTER,
+        env.duration_or("CARTEIRO_RETRY_MAX_AGE", d.max_age)?,
+        env.duration_or("CARTEIRO_UNKNOWN_OUTCOME_WAIT", d.unknown_wait)?,
+    ))
+}
+
+/// Dispatch and sweeper settings: how work moves between the queue and the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DispatchSettings {
+    /// How long a claim is exclusive (`CARTEIRO_DISPATCH_LEASE_SECS`, default 60): longer than
+    /// any provider call, shorter than the queue's visibility timeout.
+    pub lease: Duration,
+    /// Messages of one batch sent at once (`CARTEIRO_DISPATCH_CONCURRENCY`, default 10).
+    pub concurrency: usize,
+    /// Retries due within this ride the queue's delay; later ones wait in the store for the
+    /// sweeper (`CARTEIRO_QUEUE_MAX_DELAY`, default 900 s, SQS's limit).
+    pub queue_max_delay: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl Default for DispatchSettings {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(60),
+            concurrency: 10,
+            queue_max_delay: crate::ports::queue::MAX_DELAY,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl DispatchSettings {
+    pub fn from_env(env: Env<'_>) -> Result<Self, ConfigError> {
+        let queue_max_delay =
+            env.duration_or("CARTEIRO_QUEUE_MAX_DELAY", crate::ports::queue::MAX_DELAY)?;
+        if queue_max_delay > crate::ports::queue::MAX_DELAY {
+            return Err(ConfigError::Invalid {
+                var: "CARTEIRO_QUEUE_MAX_DELAY",
+                reason: format!(
+                    "{} s is more than the queue allows (900 s)",
+                    queue_max_delay.as_secs()
+                ),
+            });
+        }
+        Ok(Self {
+            lease: Duration::from_secs(env.number_in(
+                "CARTEIRO_DISPATCH_LEASE_SECS",
+                60,
+                1,
+                12 * 60 * 60,
+            )?),
+            concurrency: usize::try_from(env.number_in("CARTEIRO_DISPATCH_CONCURRENCY", 10, 1, 1_000)?)
+                .unwrap_or(10),
+            queue_max_delay,
+            retry: retry_policy_from_env(env)?,
+        })
+    }
+}
+
+/// Send API settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendApiSettings {
+    /// `CARTEIRO_SEND_MAX_BODY_BYTES`, default 256 KiB (attachments included).
+    pub max_body_bytes: usize,
+    /// `CARTEIRO_IDEMPOTENCY_WINDOW_HOURS`, default 168 (7 days).
+    pub idempotency_window: Duration,
+}
+
+impl Default for SendApiSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 256 * 1024,
+            idempotency_window: Duration::from_secs(7 * 24 * 60 * 60),
+        }
+    }
+}
+
+impl SendApiSettings {
+    pub fn from_env(env: Env<'_>) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        Ok(Self {
+            max_body_bytes: usize::try_from(
+                env.number_or("CARTEIRO_SEND_MAX_BODY_BYTES", d.max_body_bytes as u64)?,
+            )
+            .unwrap_or(d.max_body_bytes),
+            idempotency_window: Duration::from_secs(
+                env.number_or("CARTEIRO_IDEMPOTENCY_WINDOW_HOURS", 168)? * 60 * 60,
+            ),
+        })
+    }
+}
+
+/// Every setting of every function, loaded at once (the local runtime runs them all).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Settings {
+    pub intake: IntakeSettings,
+    pub inbound: InboundSettings,
+    pub send_api: SendApiSettings,
+    pub dispatch: DispatchSettings,
+    pub sweep: SweepSettings,
+}
+
+impl Settings {
+    pub fn from_env(env: Env<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            intake: IntakeSettings::from_env(env)?,
+            inbound: InboundSettings::from_env(env)?,
+            send_api: SendApiSettings::from_env(env)?,
+            dispatch: DispatchSettings::from_env(env)?,
+            sweep: SweepSettings::from_env(env)?,
+        })
+    }
+}
+
+/// Retry sweeper settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweepSettings {
+    /// How often the sweeper runs (`CARTEIRO_SWEEP_INTERVAL`, default 60 s): the local
+    /// runtime's timer, and template.yaml's schedule.
+    pub interval: Duration,
+    /// A `queued` record older than this whose job never reached the queue is queued again
+    /// (fixed at 2 minutes: longer than the send API takes between writing and queueing).
+    pub queued_grace: Duration,
+    /// Records looked at per sweep, at most.
+    pub batch_limit: usize,
+}
+
+impl Default for SweepSettings {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(60),
+            queued_grace: Duration::from_secs(120),
+            batch_limit: 10_000,
+        }
+    }
+}
+
+impl SweepSettings {
+    pub fn from_env(env: Env<'_>) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let interval = env.duration_or("CARTEIRO_SWEEP_INTERVAL", d.interval)?;
+        if interval < Duration::from_millis(100) {
+            return Err(ConfigError::Invalid {
+                var: "CARTEIRO_SWEEP_INTERVAL",
+                reason: "must be at least 100ms".to_owned(),
+            });
+        }
+        Ok(Self {
+            interval,
+            // A shorter sweep interval (tests, demos) shortens the grace with it.
+            queued_grace: d.queued_grace.min(interval.saturating_mul(2)),
+            ..d
+        })
+    }
 }
 
 /// Reads the process environment.
@@ -70,9 +284,11 @@ impl Default for IntakeSettings {
 
 impl IntakeSettings {
     pub fn from_env(env: Env<'_>) -> Result<Self, ConfigError> {
-        let max = env.number_or(
+        let max = env.number_in(
             "CARTEIRO_WEBHOOK_MAX_BODY_BYTES",
             DEFAULT_WEBHOOK_MAX_BODY_BYTES as u64,
+            1,
+            64 * 1024 * 1024,
         )?;
         Ok(Self {
             max_body_bytes: usize::try_from(max).unwrap_or(DEFAULT_WEBHOOK_MAX_BODY_BYTES),
@@ -118,6 +334,59 @@ impl InboundSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+    }
+
+    #[test]
+    fn durations_take_units_and_bare_seconds() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration(" 5m "), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7_200)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        for bad in ["", "s", "5x", "-5s", "1.5s", "5 m m"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_retry_schedule_is_parsed_and_its_errors_name_the_variable() {
+        let lookup = env_of(&[("CARTEIRO_RETRY_SCHEDULE", "0s,2s,2s")]);
+        let p = retry_policy_from_env(Env::new(&lookup));
+        assert_eq!(
+            p.map(|p| p.schedule().to_vec()),
+            Ok(vec![Duration::ZERO, Duration::from_secs(2), Duration::from_secs(2)])
+        );
+        let lookup = env_of(&[("CARTEIRO_RETRY_SCHEDULE", "0s,soon,2s")]);
+        match retry_policy_from_env(Env::new(&lookup)) {
+            Err(ConfigError::Invalid { var, reason }) => {
+                assert_eq!(var, "CARTEIRO_RETRY_SCHEDULE");
+                assert!(reason.contains("entry 2"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let lookup = env_of(&[("CARTEIRO_UNKNOWN_OUTCOME_WAIT", "a minute")]);
+        let err = DispatchSettings::from_env(Env::new(&lookup)).err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("CARTEIRO_UNKNOWN_OUTCOME_WAIT")));
+    }
+
+    #[test]
+    fn out_of_range_settings_are_refused_not_clamped() {
+        for (var, value) in [
+            ("CARTEIRO_QUEUE_MAX_DELAY", "16m"),
+            ("CARTEIRO_DISPATCH_CONCURRENCY", "0"),
+            ("CARTEIRO_SWEEP_INTERVAL", "10ms"),
+        ] {
+            let lookup = move |k: &str| (k == var).then(|| value.to_owned());
+            let d = DispatchSettings::from_env(Env::new(&lookup)).err();
+            let s = SweepSettings::from_env(Env::new(&lookup)).err();
+            let err = d.or(s).map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains(var), "{var}={value}: {err}");
+        }
+    }
 
     #[test]
     fn defaults_apply_when_variables_are_unset_or_blank() {

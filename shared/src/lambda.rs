@@ -71,6 +71,10 @@ where
         .records
         .into_iter()
         .map(|r| QueuedEvent {
+            correlation_id: r
+                .message_attributes
+                .get(crate::batch::ATTR_CORRELATION_ID)
+                .and_then(|a| a.string_value.clone()),
             message_id: r.message_id.unwrap_or_default(),
             body: r.body.unwrap_or_default(),
         })

@@ -24,6 +24,8 @@ pub mod lambda;
 pub mod observability;
 pub mod ports;
 pub mod providers;
+pub mod redrive;
 pub mod resilience;
 pub mod secrets;
 pub mod send_api;
+pub mod sweeper;

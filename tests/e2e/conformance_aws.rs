@@ -431,7 +431,7 @@ fn inbound(key: &str, sub_key: &str, expires_at: Timestamp) -> KeptRecord {
 }
 
 /// The item layout template.yaml's indexes rely on: keys, a top-level `provider_message_id`,
-/// and `due_bucket` only while a next attempt is due and the record is not terminal.
+/// and `due_bucket`/`due_at` only while work is pending (not once the record is terminal).
 #[tokio::test]
 async fn aws_dynamo_items_carry_the_index_attributes_the_sweeper_needs() {
     let m = moto();
@@ -440,34 +440,24 @@ async fn aws_dynamo_items_carry_the_index_attributes_the_sweeper_needs() {
     let s = DynamoStore::new(client.clone(), table.clone());
 
     let due_ids = || {
-        let (client, table) = (client.clone(), table.clone());
+        let s = s.clone();
         async move {
-            client
-                .query()
-                .table_name(table)
-                .index_name(schema::GSI_BY_DUE)
-                .key_condition_expression("#b = :b AND #n <= :n")
-                .expression_attribute_names("#b", schema::DUE_BUCKET)
-                .expression_attribute_names("#n", schema::NEXT_ATTEMPT_AT)
-                .expression_attribute_values(
-                    ":b",
-                    AttributeValue::S(schema::DUE_BUCKET_PENDING.into()),
-                )
-                .expression_attribute_values(":n", AttributeValue::N(i64::MAX.to_string()))
-                .send()
+            s.list_due(Timestamp::from_millis(i64::MAX), 100)
                 .await
                 .unwrap()
-                .items
-                .unwrap_or_default()
                 .into_iter()
-                .map(|i| i[schema::PK].as_s().unwrap().clone())
+                .map(|d| format!("msg#{}", d.id))
                 .collect::<Vec<_>>()
         }
     };
 
     let mut r = queued_record();
     s.create(&r).await.unwrap();
-    assert!(due_ids().await.is_empty(), "queued, no next attempt");
+    assert_eq!(
+        due_ids().await,
+        vec![format!("msg#{}", r.id)],
+        "queued: the sweeper checks its grace period"
+    );
 
     r.version = 2;
     r.status = DeliveryStatus::RetryScheduled;

@@ -6,14 +6,14 @@
 use carteiro_shared::adapters::embedded::EmbeddedDb;
 use carteiro_shared::adapters::file_secrets::FileSecretSource;
 use carteiro_shared::batch::QueuedEvent;
-use carteiro_shared::dispatch::email::SmtpFromSecrets;
+use carteiro_shared::providers::{self, smtp_from_secrets::SmtpFromSecrets};
 use carteiro_shared::dispatch::{self, DispatchContext, DispatchSettings};
 use carteiro_shared::domain::{DeliveryStatus, MessageId};
 use carteiro_shared::ports::{DeliveryStore, Queue, SystemClock};
 use carteiro_shared::providers::email::{MailerOptions, SmtpSettings};
 use carteiro_shared::providers::templates::EmailTemplates;
 use carteiro_shared::providers::whatsapp::{GraphClient, GraphSettings};
-use carteiro_shared::resilience::RetrySchedule;
+use carteiro_shared::resilience::RetryPolicy;
 use carteiro_shared::secrets::Secrets;
 use carteiro_shared::send_api::{self, SendApiContext, SendApiSettings};
 use serde_json::{Value, json};
@@ -90,17 +90,24 @@ async fn n_unique_messages_in_n_unique_acceptances_out_despite_provider_faults()
     let dispatch = DispatchContext {
         store: store.clone(),
         outbound: Arc::new(outbound.clone()),
-        secrets: secrets.clone(),
-        whatsapp: Arc::new(GraphClient::new(&GraphSettings::default()).unwrap()),
-        email: Arc::new(SmtpFromSecrets::new(
-            secrets,
-            SmtpSettings::default(),
-            MailerOptions::default(),
-        )),
+        providers: providers::standard(
+            &secrets,
+            Arc::new(GraphClient::new(&GraphSettings::default()).unwrap()),
+            Arc::new(SmtpFromSecrets::new(
+                secrets.clone(),
+                SmtpSettings::default(),
+                MailerOptions::default(),
+            )),
+        ),
         clock: Arc::new(SystemClock),
         settings: DispatchSettings {
             // Short waits: the queue's whole-second delays then set the pace.
-            schedule: RetrySchedule::new(vec![Duration::from_millis(10); 8], 0.2),
+            retry: RetryPolicy::new(
+                vec![Duration::from_millis(10); 9],
+                0.2,
+                Duration::from_secs(3600),
+                Duration::from_millis(10),
+            ),
             ..DispatchSettings::default()
         },
     };
@@ -144,10 +151,7 @@ async fn n_unique_messages_in_n_unique_acceptances_out_despite_provider_faults()
         }
         let events: Vec<QueuedEvent> = batch
             .iter()
-            .map(|m| QueuedEvent {
-                message_id: m.message_id.clone(),
-                body: m.body.clone(),
-            })
+            .map(QueuedEvent::from)
             .collect();
         let failed = dispatch::process_batch(&dispatch, &events).await;
         assert!(failed.is_empty(), "infrastructure failures: {failed:?}");

@@ -11,7 +11,7 @@ use carteiro_e2e::webhooks::{
     whatsapp_secret_json,
 };
 use carteiro_shared::adapters::aws::{DynamoStore, SecretIds, SecretsManagerSource, SqsQueue};
-use carteiro_shared::dispatch::email::SmtpFromSecrets;
+use carteiro_shared::providers::{self, smtp_from_secrets::SmtpFromSecrets};
 use carteiro_shared::dispatch::{DispatchContext, DispatchSettings};
 use carteiro_shared::domain::{DeliveryStatus, MessageId};
 use carteiro_shared::ports::{DeliveryStore, Queue, ReceivedMessage, SystemClock};
@@ -76,13 +76,15 @@ async fn send_stack(graph: &MockServer) -> SendStack {
         dispatch: DispatchContext {
             store: Arc::new(store.clone()),
             outbound: Arc::new(outbound.clone()),
-            secrets: secrets.clone(),
-            whatsapp: Arc::new(GraphClient::new(&GraphSettings::default()).unwrap()),
-            email: Arc::new(SmtpFromSecrets::new(
-                secrets,
-                SmtpSettings::default(),
-                MailerOptions::default(),
-            )),
+            providers: providers::standard(
+                &secrets,
+                Arc::new(GraphClient::new(&GraphSettings::default()).unwrap()),
+                Arc::new(SmtpFromSecrets::new(
+                    secrets.clone(),
+                    SmtpSettings::default(),
+                    MailerOptions::default(),
+                )),
+            ),
             clock: Arc::new(SystemClock),
             settings: DispatchSettings::default(),
         },

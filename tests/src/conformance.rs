@@ -386,6 +386,7 @@ pub fn rich_record() -> DeliveryRecord {
             provider_code: Some("131000".to_owned()),
             provider_status: None,
             latency_ms: 812,
+            settled: None,
         },
         Attempt {
             number: 2,
@@ -394,6 +395,7 @@ pub fn rich_record() -> DeliveryRecord {
             provider_code: None,
             provider_status: None,
             latency_ms: 10_000,
+            settled: None,
         },
     ];
     r.events = vec![ProviderEvent {
@@ -438,6 +440,7 @@ fn next_version(r: &DeliveryRecord, outcome: &str) -> DeliveryRecord {
         provider_code: None,
         provider_status: Some("accepted".to_owned()),
         latency_ms: 5,
+        settled: None,
     });
     next
 }

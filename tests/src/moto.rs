@@ -280,7 +280,7 @@ impl Moto {
             .attribute_definitions(attr(schema::SK, ScalarAttributeType::S))
             .attribute_definitions(attr(schema::PROVIDER_MESSAGE_ID, ScalarAttributeType::S))
             .attribute_definitions(attr(schema::DUE_BUCKET, ScalarAttributeType::S))
-            .attribute_definitions(attr(schema::NEXT_ATTEMPT_AT, ScalarAttributeType::N))
+            .attribute_definitions(attr(schema::DUE_AT, ScalarAttributeType::N))
             .key_schema(key(schema::PK, KeyType::Hash))
             .key_schema(key(schema::SK, KeyType::Range))
             .global_secondary_indexes(
@@ -295,7 +295,7 @@ impl Moto {
                 GlobalSecondaryIndex::builder()
                     .index_name(schema::GSI_BY_DUE)
                     .key_schema(key(schema::DUE_BUCKET, KeyType::Hash))
-                    .key_schema(key(schema::NEXT_ATTEMPT_AT, KeyType::Range))
+                    .key_schema(key(schema::DUE_AT, KeyType::Range))
                     .projection(keys_only)
                     .build()
                     .unwrap(),

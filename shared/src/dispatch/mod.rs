@@ -1,76 +1,41 @@
-//! Dispatch: takes jobs off the outbound queue and delivers each message once.
+//! Dispatch: takes jobs off the outbound queue and delivers each message once, whatever its
+//! channel.
 //!
 //! For every job: claim the record with a version-checked `queued|retry_scheduled → sending`
-//! (so a duplicated or redelivered queue message cannot call a provider twice), call the
-//! provider, and write the outcome — `sent`, `retry_scheduled` with a next attempt time from
-//! the [`RetrySchedule`], `failed`, or `dead`. Provider failures become state; only
-//! infrastructure faults (store or queue unreachable) fail the queue message.
-
-pub mod email;
+//! (so a duplicated or redelivered queue message cannot call a provider twice), hand the
+//! payload built at acceptance to the channel's [`Provider`](crate::ports::Provider), and
+//! write the outcome — `sent`, `retry_scheduled` with a next attempt time from the
+//! [`RetryPolicy`], `failed`, or `dead`. Provider failures become state; only infrastructure
+//! faults (store or queue unreachable) fail the queue message. Every write goes through
+//! [`update_from`], the one versioned-update helper. The retry sweeper reuses
+//! [`recover_or_give_up`] and [`enqueue`], so both paths make the same decisions.
 
 use crate::batch::{QueuedEvent, process_concurrently};
-use crate::config::{ConfigError, Env};
+pub use crate::config::DispatchSettings;
 use crate::domain::delivery::{
-    Attempt, AttemptResult, ClaimRefused, DeliveryError, DeliveryRecord,
+    Attempt, AttemptResult, ClaimRefused, DeliveryError, DeliveryRecord, DeliveryStatus,
 };
-use crate::domain::message::{OutboundMessage, SendRequest};
+use crate::domain::ids::Wamid;
+use crate::domain::job::DispatchJob;
+use crate::domain::outcome::{FailureClass, SendFailure, SendOutcome};
 use crate::domain::time::Timestamp;
 use crate::inbound::reconcile_orphans;
 use crate::ports::clock::Clock;
-use crate::ports::queue::{MAX_DELAY, OutgoingMessage, Queue, QueueError};
-use crate::ports::store::{DeliveryStore, ReplaceOutcome, StoreError};
-use crate::providers::email::EmailSender;
-use crate::providers::whatsapp::{WhatsAppSender, send_with_token_refresh};
-use crate::providers::{FailureClass, SendFailure, SendOutcome};
-use crate::resilience::RetrySchedule;
-use crate::secrets::Secrets;
-use crate::send_api::DispatchJob;
+use crate::ports::provider::Providers;
+use crate::ports::queue::{OutgoingMessage, Queue, QueueError};
+use crate::ports::store::{DeliveryStore, StoreError};
+use crate::ports::update::{Change, UpdateError, update_from, update_record};
+use crate::resilience::RetryPolicy;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Optimistic writes that lose this many races in a row give up; the queue retries later.
-const MAX_WRITE_RACES: usize = 8;
-
-/// Dispatch settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DispatchSettings {
-    /// How long a claim is exclusive (`CARTEIRO_DISPATCH_LEASE_SECS`, default 60): longer than
-    /// any provider call, shorter than the queue's visibility timeout.
-    pub lease: Duration,
-    /// Messages of one batch sent at once (`CARTEIRO_DISPATCH_CONCURRENCY`, default 10).
-    pub concurrency: usize,
-    pub schedule: RetrySchedule,
-}
-
-impl Default for DispatchSettings {
-    fn default() -> Self {
-        Self {
-            lease: Duration::from_secs(60),
-            concurrency: 10,
-            schedule: RetrySchedule::default(),
-        }
-    }
-}
-
-impl DispatchSettings {
-    pub fn from_env(env: Env<'_>) -> Result<Self, ConfigError> {
-        Ok(Self {
-            lease: Duration::from_secs(env.number_or("CARTEIRO_DISPATCH_LEASE_SECS", 60)?),
-            concurrency: usize::try_from(env.number_or("CARTEIRO_DISPATCH_CONCURRENCY", 10)?)
-                .unwrap_or(10),
-            schedule: RetrySchedule::default(),
-        })
-    }
-}
+use tracing::Instrument;
 
 /// What dispatch needs. Built once per process.
 #[derive(Debug, Clone)]
 pub struct DispatchContext {
     pub store: Arc<dyn DeliveryStore>,
     pub outbound: Arc<dyn Queue>,
-    pub secrets: Secrets,
-    pub whatsapp: Arc<dyn WhatsAppSender>,
-    pub email: Arc<dyn EmailSender>,
+    pub providers: Providers,
     pub clock: Arc<dyn Clock>,
     pub settings: DispatchSettings,
 }
@@ -82,7 +47,8 @@ pub enum Dispatched {
     Attempted(AttemptResult),
     /// Nothing to do: the record is gone, finished, or another worker holds it.
     Skipped(&'static str),
-    /// A retry is not due yet; the job went back on the queue with the remaining delay.
+    /// A retry is not due yet; the job went back on the queue with the remaining delay, or
+    /// waits in the store for the sweeper.
     Deferred,
 }
 
@@ -94,8 +60,8 @@ pub enum DispatchError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Queue(#[from] QueueError),
-    #[error("lost {MAX_WRITE_RACES} write races in a row on {0}")]
-    Contended(String),
+    #[error(transparent)]
+    Update(#[from] UpdateError),
 }
 
 /// Dispatches a batch concurrently and returns the message ids that failed.
@@ -110,119 +76,164 @@ pub async fn process_batch(ctx: &DispatchContext, events: &[QueuedEvent]) -> Vec
 pub async fn dispatch(ctx: &DispatchContext, body: &str) -> Result<Dispatched, DispatchError> {
     let job: DispatchJob =
         serde_json::from_str(body).map_err(|e| DispatchError::Malformed(e.to_string()))?;
-    let Some((record, attempt_number)) = claim(ctx, &job).await? else {
-        return Ok(Dispatched::Skipped("not claimable"));
+    let span = tracing::info_span!(
+        "dispatch",
+        id = %job.id,
+        correlation_id = job.correlation_id.as_deref().unwrap_or(""),
+        attempt = tracing::field::Empty,
+    );
+    dispatch_job(ctx, job).instrument(span).await
+}
+
+/// What the claim's change function found.
+enum Claim {
+    Claimed(u32),
+    /// Not due yet; the job goes back with the remaining wait.
+    NotDue(Timestamp),
+    /// An expired lease was turned into a scheduled retry, or the message given up.
+    Recovered,
+    Refused(ClaimRefused),
+}
+
+async fn dispatch_job(ctx: &DispatchContext, job: DispatchJob) -> Result<Dispatched, DispatchError> {
+    let now = ctx.clock.now();
+    let lease = ctx.settings.lease;
+    let policy = &ctx.settings.retry;
+    let claimed = update_record(ctx.store.as_ref(), &job.id, |record| {
+        if recover_or_give_up(record, now, policy) {
+            return Change::Write(Claim::Recovered);
+        }
+        match record.claim(now, lease) {
+            Ok(n) => Change::Write(Claim::Claimed(n)),
+            Err(ClaimRefused::NotDue { next_attempt_at }) => Change::Keep(Claim::NotDue(next_attempt_at)),
+            Err(refused) => Change::Keep(Claim::Refused(refused)),
+        }
+    })
+    .await?;
+    let Some(claimed) = claimed else {
+        tracing::warn!("dispatch job for an unknown record dropped");
+        return Ok(Dispatched::Skipped("unknown record"));
     };
+    let (record, number) = match claimed.value {
+        Claim::Claimed(n) => (claimed.record, n),
+        Claim::NotDue(at) => {
+            // Only the job queued for this schedule carries it on; any other is a duplicate.
+            if job.due_at != Some(at) {
+                return Ok(Dispatched::Skipped("superseded job"));
+            }
+            enqueue_when_due(ctx, &job, at).await?;
+            return Ok(Dispatched::Deferred);
+        }
+        Claim::Recovered => {
+            let r = &claimed.record;
+            if r.status == DeliveryStatus::RetryScheduled
+                && let Some(at) = r.next_attempt_at
+            {
+                enqueue_when_due(ctx, &job, at).await?;
+                return Ok(Dispatched::Deferred);
+            }
+            return Ok(Dispatched::Skipped("given up"));
+        }
+        Claim::Refused(refused) => {
+            tracing::debug!(?refused, "record not claimable; job dropped");
+            return Ok(Dispatched::Skipped("not claimable"));
+        }
+    };
+    tracing::Span::current().record("attempt", number);
+
     let started_at = ctx.clock.now();
     let started = Instant::now();
-    let outcome = send(ctx, &record).await;
+    let outcome = match &record.payload {
+        Some(payload) => ctx.providers.send(&record.id, payload).await,
+        // Every record the send API writes has one; only a record written by hand gets here.
+        None => SendOutcome::Failed(SendFailure::carteiro(
+            FailureClass::Permanent,
+            "invalid_record",
+            "the record holds no provider payload",
+        )),
+    };
     let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let (attempt, result) = judge(
-        ctx,
-        &record,
-        attempt_number,
-        started_at,
-        latency_ms,
-        outcome,
-    );
-    let record = finish(ctx, record, attempt, result.clone()).await?;
+    let (attempt, result) = judge(policy, &record, number, started_at, latency_ms, outcome, ctx.clock.now());
+    let finished = update_from(ctx.store.as_ref(), record, |r| {
+        r.finish_attempt(attempt.clone(), result.clone(), ctx.clock.now());
+        Change::Write(())
+    })
+    .await?;
+    let record = finished.record;
     match &result {
-        AttemptResult::Retry { at, .. } => {
-            let wait = Duration::from_millis(
-                u64::try_from(at.as_millis() - ctx.clock.now().as_millis()).unwrap_or(0),
-            );
-            // Longer waits stay in the store with their `next_attempt_at` for the sweeper.
-            if wait <= MAX_DELAY {
-                requeue(ctx, &job, wait).await?;
-            }
-        }
+        AttemptResult::Retry { at, .. } => enqueue_when_due(ctx, &job, *at).await?,
         AttemptResult::Accepted {
             provider_message_id,
             ..
         } => {
-            if let Ok(wamid) = crate::domain::ids::Wamid::parse(provider_message_id) {
+            if let Ok(wamid) = Wamid::parse(provider_message_id) {
                 // Statuses that beat this write were kept as orphans; apply them now.
                 if let Err(e) =
                     reconcile_orphans(ctx.store.as_ref(), &record.id, &wamid, ctx.clock.now()).await
                 {
-                    tracing::warn!(id = %record.id, error = %e, "orphan statuses not reconciled yet");
+                    tracing::warn!(error = %e, "orphan statuses not reconciled yet");
                 }
             }
         }
         AttemptResult::Failed { .. } | AttemptResult::Dead { .. } => {}
     }
-    tracing::info!(id = %record.id, status = record.status.as_str(), attempt = attempt_number, latency_ms, "dispatch attempt finished");
+    tracing::info!(status = record.status.as_str(), outcome = %attempt.outcome, latency_ms, "dispatch attempt finished");
     Ok(Dispatched::Attempted(result))
 }
 
-/// Claims the record for one attempt; `None` when there is nothing to send now.
-async fn claim(
-    ctx: &DispatchContext,
-    job: &DispatchJob,
-) -> Result<Option<(DeliveryRecord, u32)>, DispatchError> {
-    for _ in 0..MAX_WRITE_RACES {
-        let Some(mut record) = ctx.store.get(&job.id).await? else {
-            tracing::warn!(id = %job.id, "dispatch job for an unknown record dropped");
-            return Ok(None);
-        };
-        let read_version = record.version;
-        let now = ctx.clock.now();
-        match record.claim(now, ctx.settings.lease) {
-            Ok(attempt) => match ctx.store.replace(&record, read_version).await? {
-                ReplaceOutcome::Replaced => return Ok(Some((record, attempt))),
-                ReplaceOutcome::Conflict => continue,
-            },
-            Err(ClaimRefused::NotDue { next_attempt_at }) => {
-                let wait = Duration::from_millis(
-                    u64::try_from(next_attempt_at.as_millis() - now.as_millis()).unwrap_or(0),
-                );
-                if wait <= MAX_DELAY {
-                    requeue(ctx, job, wait).await?;
-                }
-                return Ok(None);
-            }
-            Err(refused) => {
-                tracing::debug!(id = %job.id, ?refused, "record not claimable; job dropped");
-                return Ok(None);
-            }
-        }
+/// For a record nobody is working on: turns an expired lease into a scheduled retry after the
+/// reconciliation window (the attempt's fate is unknown), and gives up a message that has
+/// spent its attempts or outlived its maximum age. True when it changed the record.
+pub fn recover_or_give_up(record: &mut DeliveryRecord, now: Timestamp, policy: &RetryPolicy) -> bool {
+    let mut changed = record.recover_expired_lease(now, policy.unknown_wait);
+    if !matches!(record.status, DeliveryStatus::Queued | DeliveryStatus::RetryScheduled) {
+        return changed;
     }
-    Err(DispatchError::Contended(job.id.to_string()))
+    let spent = record.attempts_in_budget() >= policy.max_attempts(record.retry.as_ref());
+    let too_old = now > record.budget_started().plus(policy.max_age(record.retry.as_ref()));
+    if spent || too_old {
+        let (code, message) = if spent {
+            ("attempts_exhausted", "every attempt allowed was made")
+        } else {
+            ("max_age_exceeded", "the message outlived its maximum age")
+        };
+        tracing::warn!(id = %record.id, code, "message given up");
+        changed |= record.give_up(carteiro_error(code, message), now);
+    }
+    changed
 }
 
-async fn requeue(
-    ctx: &DispatchContext,
+async fn enqueue_when_due(ctx: &DispatchContext, job: &DispatchJob, at: Timestamp) -> Result<(), QueueError> {
+    let job = job.clone().for_retry_at(at);
+    enqueue_for(ctx.outbound.as_ref(), &job, at, ctx.clock.now(), ctx.settings.queue_max_delay).await
+}
+
+/// Puts the job for an attempt due `at` on the queue, delayed until then, when that is within
+/// `max_delay`; a later one waits in the store for the sweeper. True when it was queued.
+pub async fn enqueue_for(
+    outbound: &dyn Queue,
     job: &DispatchJob,
-    wait: Duration,
+    at: Timestamp,
+    now: Timestamp,
+    max_delay: Duration,
 ) -> Result<(), QueueError> {
-    // SQS delays are whole seconds; rounding down would deliver the job before it is due.
+    let wait = Duration::from_millis(u64::try_from(at.as_millis() - now.as_millis()).unwrap_or(0));
+    if wait <= max_delay {
+        enqueue(outbound, job, wait).await?;
+    }
+    Ok(())
+}
+
+/// Puts a dispatch job on the outbound queue after `wait`.
+pub async fn enqueue(outbound: &dyn Queue, job: &DispatchJob, wait: Duration) -> Result<(), QueueError> {
+    // Queue delays are whole seconds; rounding down would deliver the job before it is due.
     let wait = Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
     let body = serde_json::to_string(job).map_err(|e| QueueError::Unavailable(e.to_string()))?;
-    ctx.outbound
-        .send_batch(&[OutgoingMessage::new(body).with_delay(wait)])
-        .await
-}
-
-/// Calls the provider for the record's message.
-async fn send(ctx: &DispatchContext, record: &DeliveryRecord) -> SendOutcome {
-    let request = match SendRequest::parse(&record.request) {
-        Ok(r) => r,
-        Err(e) => {
-            // Validated at accept time; only a record written by hand gets here.
-            return SendOutcome::Failed(SendFailure {
-                class: FailureClass::Permanent,
-                error: carteiro_error("invalid_request", e.to_string()),
-                retry_after: None,
-            });
-        }
-    };
-    match &request.message {
-        OutboundMessage::Whatsapp(message) => {
-            let body = message.graph_body(record.id.as_str());
-            send_with_token_refresh(ctx.whatsapp.as_ref(), &ctx.secrets, &body).await
-        }
-        OutboundMessage::Email(message) => ctx.email.send(message).await,
+    let mut message = OutgoingMessage::new(body).with_delay(wait);
+    if let Some(c) = &job.correlation_id {
+        message = message.with_attribute("correlation_id", c.clone());
     }
+    outbound.send_batch(&[message]).await
 }
 
 fn carteiro_error(code: &str, message: impl Into<String>) -> DeliveryError {
@@ -236,12 +247,13 @@ fn carteiro_error(code: &str, message: impl Into<String>) -> DeliveryError {
 
 /// Turns a provider outcome into the attempt log entry and the record's next state.
 fn judge(
-    ctx: &DispatchContext,
+    policy: &RetryPolicy,
     record: &DeliveryRecord,
     number: u32,
     started_at: Timestamp,
     latency_ms: u64,
     outcome: SendOutcome,
+    now: Timestamp,
 ) -> (Attempt, AttemptResult) {
     match outcome {
         SendOutcome::Accepted {
@@ -255,6 +267,7 @@ fn judge(
                 provider_code: None,
                 provider_status: message_status.clone(),
                 latency_ms,
+                settled: None,
             },
             AttemptResult::Accepted {
                 provider_message_id,
@@ -269,23 +282,28 @@ fn judge(
                 provider_code: Some(failure.error.code.clone()),
                 provider_status: None,
                 latency_ms,
+                settled: None,
             };
-            let delay = ctx.settings.schedule.next_delay(
-                number,
+            let failed = number.saturating_sub(record.budget_start);
+            let next = policy.next_attempt_at(
+                failed,
                 failure.class,
                 failure.retry_after,
+                record.retry.as_ref(),
+                record.budget_started(),
+                now,
                 &mut rand::rng(),
             );
-            let result = match (failure.class, delay) {
+            let result = match (failure.class, next) {
                 (FailureClass::Permanent, _) => AttemptResult::Failed {
                     error: failure.error,
                 },
-                (_, Some(wait)) => AttemptResult::Retry {
-                    at: ctx.clock.now().plus(wait),
+                (_, Some(at)) => AttemptResult::Retry {
+                    at,
                     error: failure.error,
                 },
                 (_, None) => {
-                    tracing::warn!(id = %record.id, attempts = number, "retries exhausted; message given up");
+                    tracing::warn!(attempts = number, "retries exhausted; message given up");
                     AttemptResult::Dead {
                         error: failure.error,
                     }
@@ -294,26 +312,4 @@ fn judge(
             (attempt, result)
         }
     }
-}
-
-/// Writes the attempt's outcome, re-applying it to a fresher record if a status webhook wrote
-/// in between.
-async fn finish(
-    ctx: &DispatchContext,
-    mut record: DeliveryRecord,
-    attempt: Attempt,
-    result: AttemptResult,
-) -> Result<DeliveryRecord, DispatchError> {
-    for _ in 0..MAX_WRITE_RACES {
-        let read_version = record.version;
-        record.finish_attempt(attempt.clone(), result.clone(), ctx.clock.now());
-        match ctx.store.replace(&record, read_version).await? {
-            ReplaceOutcome::Replaced => return Ok(record),
-            ReplaceOutcome::Conflict => match ctx.store.get(&record.id).await? {
-                Some(fresh) => record = fresh,
-                None => return Err(DispatchError::Contended(record.id.to_string())),
-            },
-        }
-    }
-    Err(DispatchError::Contended(record.id.to_string()))
 }

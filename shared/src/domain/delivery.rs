@@ -10,6 +10,7 @@
 //! it was read at, which makes each transition a conditional write.
 
 use crate::domain::ids::{MessageId, Wamid};
+use crate::domain::payload::DeliveryPayload;
 use crate::domain::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -147,6 +148,24 @@ pub struct Attempt {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_status: Option<String>,
     pub latency_ms: u64,
+    /// For an `unknown` attempt: how its fate was settled — `status_webhook` (the provider
+    /// reported the message, so it was sent and not tried again) or `retried` (no status came
+    /// within the reconciliation window; the next attempt may have duplicated it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settled: Option<String>,
+}
+
+/// The outcome name of an attempt whose result nobody knows.
+pub const UNKNOWN_OUTCOME: &str = "unknown";
+
+/// A message's own retry limits, from the send body's `"retry"` (bounded by the global ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RetryLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Milliseconds after creation past which no attempt starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_ms: Option<u64>,
 }
 
 /// Why a record cannot be claimed for sending.
@@ -158,6 +177,17 @@ pub enum ClaimRefused {
     InFlight { lease_expires_at: Timestamp },
     /// A retry is scheduled for later.
     NotDue { next_attempt_at: Timestamp },
+    /// Cancelled by an operator.
+    Cancelled,
+}
+
+/// Why an operator action was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionRefused {
+    /// Cancel: the message is being sent or is finished.
+    NotCancellable,
+    /// Retry: the message is neither `failed` nor `dead`.
+    NotRetryable,
 }
 
 /// How an attempt ended, as dispatch decided from the provider's answer.
@@ -245,9 +275,34 @@ pub struct DeliveryRecord {
     pub events: Vec<ProviderEvent>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<DeliveryError>,
-    /// The message as accepted by the send API, for dispatch to send.
+    /// The message as accepted by the send API (its `metadata` is shown back to the app).
     #[serde(default)]
     pub request: serde_json::Value,
+    /// What the provider is handed, built once at acceptance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<DeliveryPayload>,
+    /// The message's own retry limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryLimits>,
+    /// Attempts before this one don't count against the budget: set when an operator retries a
+    /// `dead` or `failed` message.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub budget_start: u32,
+    /// When the current attempt budget started (creation, or an operator's retry); the
+    /// maximum age counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_started_at: Option<Timestamp>,
+    /// Carried from the accepting request into the consumers' logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// The send API could not queue this record's job (it answered 503): a retry with the same
+    /// Idempotency-Key queues it, and so does the sweeper.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub job_not_queued: bool,
+}
+
+const fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl DeliveryRecord {
@@ -275,13 +330,121 @@ impl DeliveryRecord {
             events: Vec::new(),
             last_error: None,
             request,
+            payload: None,
+            retry: None,
+            budget_start: 0,
+            budget_started_at: None,
+            correlation_id: None,
+            job_not_queued: false,
         }
     }
 
-    /// Claims the record for one provider attempt: `queued|retry_scheduled → sending`, or a
-    /// `sending` record whose lease expired (its worker died; the attempt's fate is unknown and
-    /// the status webhooks reconcile it if the provider did accept it). Returns the attempt
-    /// number. The caller writes the record with a version check, so only one claim wins.
+    /// The next attempt's number.
+    pub fn next_attempt_number(&self) -> u32 {
+        u32::try_from(self.attempts.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(1)
+    }
+
+    /// Attempts made in the current budget.
+    pub fn attempts_in_budget(&self) -> u32 {
+        u32::try_from(self.attempts.len())
+            .unwrap_or(u32::MAX)
+            .saturating_sub(self.budget_start)
+    }
+
+    /// When the current attempt budget started.
+    pub fn budget_started(&self) -> Timestamp {
+        self.budget_started_at.unwrap_or(self.created_at)
+    }
+
+    /// When the sweeper should look at this record, if ever: a `queued` record from its
+    /// creation (the sweeper leaves it a grace period for its job), a scheduled retry when it
+    /// is due, a `sending` record when its lease runs out.
+    pub fn sweep_due_at(&self) -> Option<Timestamp> {
+        match self.status {
+            DeliveryStatus::Queued => Some(self.next_attempt_at.unwrap_or(self.created_at)),
+            DeliveryStatus::RetryScheduled => Some(self.next_attempt_at.unwrap_or(self.updated_at)),
+            DeliveryStatus::Sending => Some(self.lease_expires_at.unwrap_or(self.updated_at)),
+            _ => None,
+        }
+    }
+
+    /// A `sending` record whose lease ran out: its worker died mid-call, so the provider may
+    /// or may not have the message. Logs an `unknown` attempt and schedules the next one after
+    /// the reconciliation window `wait` from the lease's end, so a status webhook can settle
+    /// it first. Returns false when the record is not such a record.
+    pub fn recover_expired_lease(&mut self, now: Timestamp, wait: std::time::Duration) -> bool {
+        let Some(until) = self.lease_expires_at else {
+            return false;
+        };
+        if self.status != DeliveryStatus::Sending || until > now {
+            return false;
+        }
+        self.attempts.push(Attempt {
+            number: self.next_attempt_number(),
+            started_at: self.updated_at,
+            outcome: UNKNOWN_OUTCOME.to_owned(),
+            provider_code: Some("lease_expired".to_owned()),
+            provider_status: None,
+            latency_ms: 0,
+            settled: None,
+        });
+        self.status = DeliveryStatus::RetryScheduled;
+        self.lease_expires_at = None;
+        self.next_attempt_at = Some(until.plus(wait));
+        self.updated_at = now;
+        true
+    }
+
+    /// Gives the message up (`dead`) with `error`, if it is not finished already.
+    pub fn give_up(&mut self, error: DeliveryError, now: Timestamp) -> bool {
+        if self.status.is_terminal() {
+            return false;
+        }
+        self.status = DeliveryStatus::Dead;
+        self.next_attempt_at = None;
+        self.lease_expires_at = None;
+        self.last_error = Some(error);
+        self.updated_at = now;
+        true
+    }
+
+    /// `POST /v1/messages/{id}/cancel`: a `queued` or `retry_scheduled` message is cancelled.
+    pub fn cancel(&mut self, now: Timestamp) -> Result<(), ActionRefused> {
+        match self.status {
+            DeliveryStatus::Queued | DeliveryStatus::RetryScheduled => {
+                self.status = DeliveryStatus::Cancelled;
+                self.next_attempt_at = None;
+                self.updated_at = now;
+                Ok(())
+            }
+            _ => Err(ActionRefused::NotCancellable),
+        }
+    }
+
+    /// `POST /v1/messages/{id}/retry`: a `dead` or `failed` message gets a fresh attempt
+    /// budget and is `queued` again.
+    pub fn retry_fresh(&mut self, now: Timestamp) -> Result<(), ActionRefused> {
+        match self.status {
+            DeliveryStatus::Dead | DeliveryStatus::Failed => {
+                self.status = DeliveryStatus::Queued;
+                self.next_attempt_at = None;
+                self.lease_expires_at = None;
+                self.budget_start = u32::try_from(self.attempts.len()).unwrap_or(u32::MAX);
+                self.budget_started_at = Some(now);
+                self.updated_at = now;
+                Ok(())
+            }
+            _ => Err(ActionRefused::NotRetryable),
+        }
+    }
+
+    /// Claims the record for one provider attempt: `queued|retry_scheduled → sending`, when
+    /// due. A `sending` record is never claimed: while its lease runs another worker holds it,
+    /// and after that [`Self::recover_expired_lease`] turns it into a scheduled retry first.
+    /// Returns the attempt number. The caller writes the record with a version check, so only
+    /// one claim wins.
     pub fn claim(
         &mut self,
         now: Timestamp,
@@ -298,33 +461,44 @@ impl DeliveryRecord {
                 }
             }
             DeliveryStatus::Sending => {
-                if let Some(until) = self.lease_expires_at
-                    && until > now
-                {
-                    return Err(ClaimRefused::InFlight {
-                        lease_expires_at: until,
-                    });
-                }
+                return Err(ClaimRefused::InFlight {
+                    lease_expires_at: self.lease_expires_at.unwrap_or(now),
+                });
             }
+            DeliveryStatus::Cancelled => return Err(ClaimRefused::Cancelled),
             _ => return Err(ClaimRefused::Terminal),
         }
+        // No status settled an earlier unknown attempt within its window: this one may send
+        // the message a second time, and the log says so.
+        for a in &mut self.attempts {
+            if a.outcome == UNKNOWN_OUTCOME && a.settled.is_none() {
+                a.settled = Some("retried".to_owned());
+            }
+        }
         self.status = DeliveryStatus::Sending;
+        self.job_not_queued = false;
         self.lease_expires_at = Some(now.plus(lease));
         self.next_attempt_at = None;
         self.version += 1;
         self.updated_at = now;
-        Ok(u32::try_from(self.attempts.len())
-            .unwrap_or(u32::MAX)
-            .saturating_add(1))
+        Ok(self.next_attempt_number())
     }
 
     /// Records how an attempt ended. Safe to re-apply to a fresher copy of the record after a
     /// write conflict: a status webhook that got there first (the provider's `sent` can beat
     /// our own write) keeps its higher rank, and the attempt is recorded once.
     pub fn finish_attempt(&mut self, attempt: Attempt, result: AttemptResult, now: Timestamp) {
-        if !self.attempts.iter().any(|a| a.number == attempt.number) {
-            self.attempts.push(attempt);
-            self.attempts.sort_by_key(|a| a.number);
+        match self.attempts.iter_mut().find(|a| a.number == attempt.number) {
+            // The sweeper logged this attempt as unknown when its lease ran out; this is what
+            // actually happened.
+            Some(known) if known.provider_code.as_deref() == Some("lease_expired") => {
+                *known = attempt;
+            }
+            Some(_) => {}
+            None => {
+                self.attempts.push(attempt);
+                self.attempts.sort_by_key(|a| a.number);
+            }
         }
         self.lease_expires_at = None;
         let in_flight = self.status.rank() == 0;
@@ -388,12 +562,21 @@ impl DeliveryRecord {
         {
             self.status = implied;
             self.next_attempt_at = None;
+            self.lease_expires_at = None;
             if implied == DeliveryStatus::Failed {
                 self.last_error = update.error.clone();
             }
         }
         if self.provider_message_id.is_none() {
             self.provider_message_id = Some(update.wamid.as_str().to_owned());
+        }
+        // The provider has the message: an attempt whose outcome was unknown did reach it.
+        if update.status.implies().is_some() {
+            for a in &mut self.attempts {
+                if a.outcome == UNKNOWN_OUTCOME && a.settled.is_none() {
+                    a.settled = Some("status_webhook".to_owned());
+                }
+            }
         }
         self.version += 1;
         self.updated_at = received_at;
@@ -529,6 +712,7 @@ mod tests {
             provider_code: None,
             provider_status: Some("accepted".into()),
             latency_ms: 40,
+            settled: None,
         }
     }
 

@@ -5,7 +5,9 @@
 //! contract promises errors like `{"code":"too_long","field":"text.body"}` — serde's messages
 //! name neither the field path nor the rule.
 
+use crate::domain::delivery::RetryLimits;
 use crate::domain::ids::PhoneNumber;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 /// WhatsApp limits (Meta's Cloud API reference).
@@ -83,6 +85,9 @@ pub struct SendRequest {
     pub message: OutboundMessage,
     pub fallback: Vec<OutboundMessage>,
     pub metadata: Option<Value>,
+    /// `"retry": {"max_attempts": N, "max_age": "2h"}`: the message's own limits, which the
+    /// global ones bound.
+    pub retry: Option<RetryLimits>,
 }
 
 /// One message on one channel.
@@ -195,7 +200,7 @@ pub enum MediaSource {
 
 /// An email. Addresses are kept as given once checked; the SMTP provider parses them again
 /// into mailboxes.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EmailMessage {
     pub from: Option<String>,
     pub to: Vec<String>,
@@ -207,7 +212,8 @@ pub struct EmailMessage {
     pub attachments: Vec<Attachment>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EmailBody {
     Content {
         text: Option<String>,
@@ -219,10 +225,11 @@ pub enum EmailBody {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attachment {
     pub filename: String,
     pub content_type: String,
+    #[serde(with = "crate::domain::payload::base64_bytes")]
     pub content: Vec<u8>,
 }
 
@@ -288,12 +295,64 @@ impl SendRequest {
             }
             Some(_) => return Err(ValidationError::invalid("metadata", "must be an object")),
         };
+        let retry = parse_retry(obj.get("retry"))?;
         Ok(Self {
             message,
             fallback,
             metadata,
+            retry,
         })
     }
+}
+
+/// Most attempts a message may ask for.
+pub const MAX_RETRY_ATTEMPTS: u64 = 100;
+
+fn parse_retry(v: Option<&Value>) -> Result<Option<RetryLimits>> {
+    let obj = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(o)) => o,
+        Some(_) => return Err(ValidationError::invalid("retry", "must be an object")),
+    };
+    if let Some(key) = obj.keys().find(|k| !matches!(k.as_str(), "max_attempts" | "max_age")) {
+        return Err(ValidationError::invalid(
+            format!("retry.{key}"),
+            "unknown field (use max_attempts and max_age)",
+        ));
+    }
+    let max_attempts = match obj.get("max_attempts") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=MAX_RETRY_ATTEMPTS).contains(&n) => u32::try_from(n).ok(),
+            _ => {
+                return Err(ValidationError::invalid(
+                    "retry.max_attempts",
+                    format!("must be a whole number from 1 to {MAX_RETRY_ATTEMPTS}"),
+                ));
+            }
+        },
+    };
+    let max_age_ms = match obj.get("max_age") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => {
+            let d = crate::domain::time::parse_duration(s)
+                .map_err(|e| ValidationError::invalid("retry.max_age", e))?;
+            if d.is_zero() {
+                return Err(ValidationError::invalid("retry.max_age", "must be more than 0s"));
+            }
+            Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        }
+        Some(_) => {
+            return Err(ValidationError::invalid(
+                "retry.max_age",
+                "must be a duration such as \"90s\", \"5m\" or \"2h\"",
+            ));
+        }
+    };
+    Ok(Some(RetryLimits {
+        max_attempts,
+        max_age_ms,
+    }))
 }
 
 impl OutboundMessage {

@@ -3,10 +3,16 @@
 pub mod delivery;
 pub mod events;
 pub mod ids;
+pub mod job;
 pub mod message;
+pub mod outcome;
+pub mod payload;
 pub mod time;
 pub mod webhook;
 
 pub use delivery::{DeliveryRecord, DeliveryStatus};
 pub use ids::{MessageId, PhoneNumber, Wamid};
+pub use job::DispatchJob;
+pub use outcome::{FailureClass, SendFailure, SendOutcome};
+pub use payload::DeliveryPayload;
 pub use time::Timestamp;

@@ -19,17 +19,14 @@ use crate::domain::events::InboundEvent;
 use crate::domain::ids::{MessageId, Wamid};
 use crate::domain::time::Timestamp;
 use crate::ports::clock::Clock;
-use crate::ports::store::{
-    DeliveryStore, InsertOutcome, KeptKind, KeptRecord, ReplaceOutcome, StoreError,
-};
+use crate::ports::store::{DeliveryStore, InsertOutcome, KeptKind, KeptRecord, StoreError};
+use crate::ports::update::{Change, UpdateError, update_from};
+use tracing::Instrument;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 /// How many events of one batch are processed at once.
 const CONCURRENCY: usize = 10;
-
-/// Optimistic writes that lose this many races in a row give up; the queue retries later.
-const MAX_WRITE_RACES: usize = 8;
 
 /// What the consumer needs. Built once per process.
 #[derive(Debug, Clone)]
@@ -60,13 +57,21 @@ pub enum ProcessError {
     Malformed(String),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("lost {MAX_WRITE_RACES} write races in a row on {0}")]
-    Contended(String),
+    #[error(transparent)]
+    Update(#[from] UpdateError),
 }
 
 /// Processes a batch concurrently and returns the message ids that failed.
 pub async fn process_batch(ctx: &InboundContext, events: &[QueuedEvent]) -> Vec<String> {
-    process_concurrently(events, CONCURRENCY, |event| process(ctx, &event.body)).await
+    process_concurrently(events, CONCURRENCY, |event| {
+        let span = tracing::info_span!(
+            "inbound",
+            message_id = %event.message_id,
+            correlation_id = event.correlation_id.as_deref().unwrap_or(""),
+        );
+        process(ctx, &event.body).instrument(span)
+    })
+    .await
 }
 
 /// Applies one queued event.
@@ -184,35 +189,27 @@ async fn find_record(
     store.find_by_wamid(&update.wamid).await
 }
 
-/// Applies updates to a record with a version-checked write, re-reading and re-applying when
-/// another writer got there first.
+/// Applies updates to a record through the versioned-update helper.
 async fn apply_with_retry(
     store: &dyn DeliveryStore,
-    mut record: DeliveryRecord,
+    record: DeliveryRecord,
     updates: &[StatusUpdate],
     now: Timestamp,
 ) -> Result<StatusChange, ProcessError> {
-    for _ in 0..MAX_WRITE_RACES {
-        let read_version = record.version;
+    let updated = update_from(store, record, |r| {
         let mut change = StatusChange::Duplicate;
         for update in updates {
-            if record.apply_status(update, now) == StatusChange::Applied {
+            if r.apply_status(update, now) == StatusChange::Applied {
                 change = StatusChange::Applied;
             }
         }
-        if change == StatusChange::Duplicate {
-            return Ok(change);
+        match change {
+            StatusChange::Applied => Change::Write(change),
+            StatusChange::Duplicate => Change::Keep(change),
         }
-        // Several updates bump the version several times; the store only checks the old one.
-        match store.replace(&record, read_version).await? {
-            ReplaceOutcome::Replaced => return Ok(change),
-            ReplaceOutcome::Conflict => match store.get(&record.id).await? {
-                Some(fresh) => record = fresh,
-                None => return Err(ProcessError::Contended(record.id.to_string())),
-            },
-        }
-    }
-    Err(ProcessError::Contended(record.id.to_string()))
+    })
+    .await?;
+    Ok(updated.value)
 }
 
 /// Applies the statuses kept for `wamid` before its record knew it (the send's state write

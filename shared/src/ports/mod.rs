@@ -3,13 +3,18 @@
 //! behaviour.
 
 pub mod clock;
+pub mod provider;
 pub mod queue;
 pub mod secrets;
 pub mod store;
+pub mod update;
 
 pub use clock::{Clock, SystemClock};
+pub use provider::{Provider, Providers, send_refreshing_credentials};
 pub use queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 pub use secrets::{SecretError, SecretName, SecretSource};
 pub use store::{
-    CreateOutcome, DeliveryStore, InsertOutcome, KeptKind, KeptRecord, ReplaceOutcome, StoreError,
+    CreateOutcome, DeliveryStore, DueRecord, InsertOutcome, KeptKind, KeptRecord, ReplaceOutcome,
+    StoreError,
 };
+pub use update::{Change, UpdateError, update_record};

@@ -1,6 +1,7 @@
 //! A message queue with SQS semantics: at-least-once delivery, per-message delay, a visibility
 //! timeout after receive, and explicit acknowledgement.
 
+use crate::domain::time::Timestamp;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -55,6 +56,8 @@ pub struct ReceivedMessage {
     pub attributes: BTreeMap<String, String>,
     /// How many times this message has been received, this time included.
     pub receive_count: u32,
+    /// When it was first sent to this queue (SQS's `SentTimestamp`), if the queue says.
+    pub sent_at: Option<Timestamp>,
 }
 
 #[derive(Debug, thiserror::Error)]

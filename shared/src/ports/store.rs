@@ -71,6 +71,24 @@ pub struct KeptRecord {
     pub payload: serde_json::Value,
 }
 
+/// A record the sweeper should look at: its id and [`DeliveryRecord::sweep_due_at`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueRecord {
+    pub id: MessageId,
+    pub due_at: Timestamp,
+}
+
+/// How many buckets the `by-due` index is spread over, so that no one partition caps the
+/// sweep; a record's bucket is a digest of its id.
+pub const DUE_SHARDS: u32 = 16;
+
+/// The `by-due` bucket of a record.
+pub fn due_shard(id: &MessageId) -> u32 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(id.as_str().as_bytes());
+    u32::from(digest[0]) % DUE_SHARDS
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("stored data could not be read: {0}")]
@@ -98,6 +116,12 @@ pub trait DeliveryStore: Send + Sync + std::fmt::Debug {
         record: &DeliveryRecord,
         expected_version: u64,
     ) -> Result<ReplaceOutcome, StoreError>;
+
+    /// Records with work pending whose [`DeliveryRecord::sweep_due_at`] is at or before
+    /// `before`, earliest first within a bucket, at most `limit`. On DynamoDB through the
+    /// sparse, eventually consistent `by-due` index: the caller re-reads each record.
+    async fn list_due(&self, before: Timestamp, limit: usize)
+    -> Result<Vec<DueRecord>, StoreError>;
 
     /// Writes a kept record unless an unexpired one with the same kind, key and sub-key exists.
     async fn put_kept(&self, record: &KeptRecord) -> Result<InsertOutcome, StoreError>;

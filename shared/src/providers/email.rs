@@ -821,7 +821,7 @@ pub fn failure(err: &lettre::transport::smtp::Error) -> SendFailure {
 /// failure without a reply once the content was written is [`NO_REPLY_AFTER_DATA`].
 fn transport_failure(err: &TransportError) -> SendFailure {
     let ambiguous = |detail: String| SendFailure {
-        class: FailureClass::Retryable,
+        class: FailureClass::Unknown,
         error: DeliveryError {
             source: ERROR_SOURCE.to_owned(),
             code: NO_REPLY_AFTER_DATA.to_owned(),

@@ -2,7 +2,10 @@
 //! exactly as the SMTP mailer would build them and kept in memory instead of being sent, so
 //! an app can be developed end to end without a mail server.
 
+use crate::domain::ids::MessageId;
 use crate::domain::message::EmailMessage;
+use crate::domain::payload::DeliveryPayload;
+use crate::ports::provider::Provider;
 use crate::domain::time::Timestamp;
 use crate::providers::SendOutcome;
 use crate::providers::email::{
@@ -56,6 +59,16 @@ impl EmailOutbox {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+}
+
+#[async_trait]
+impl Provider for EmailOutbox {
+    async fn send(&self, _id: &MessageId, payload: &DeliveryPayload, _fresh: bool) -> SendOutcome {
+        match payload {
+            DeliveryPayload::EmailV1 { email } => EmailSender::send(self, email).await,
+            other => SendOutcome::Failed(crate::providers::wrong_channel(other)),
+        }
     }
 }
 

@@ -3,64 +3,13 @@
 
 pub mod email;
 pub mod email_sandbox;
+pub mod smtp_from_secrets;
 pub mod templates;
 pub mod whatsapp;
 
 use crate::domain::delivery::DeliveryError;
+pub use crate::domain::outcome::{FailureClass, SendFailure, SendOutcome};
 use crate::ports::secrets::SecretError;
-use std::time::Duration;
-
-/// How a failed provider call should be handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FailureClass {
-    /// Transient: retry with backoff and jitter (Meta 1, 2, 131000, 131016, 131057, 133004,
-    /// 5xx, timeouts, connection resets; SMTP 4xx).
-    Retryable,
-    /// The sender is over a rate limit (Meta 4, 80007, 130429; HTTP 429; SMTP 454): retry later
-    /// and slow down.
-    Throttled,
-    /// Meta 131056: too many messages to this one recipient; retry that recipient later.
-    PairLimited,
-    /// The credential was refused (Meta 190, 0; SMTP 535): refresh the secret once, then retry.
-    Token,
-    /// Will not succeed as it is (everything else): fail, keeping the provider's reason.
-    Permanent,
-}
-
-impl FailureClass {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Retryable => "retryable",
-            Self::Throttled => "throttled",
-            Self::PairLimited => "pair_limited",
-            Self::Token => "token",
-            Self::Permanent => "permanent",
-        }
-    }
-}
-
-/// A provider call that did not succeed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SendFailure {
-    pub class: FailureClass,
-    /// The provider's code and words, kept for the record and the app.
-    pub error: DeliveryError,
-    /// A wait the provider asked for (Retry-After), if any.
-    pub retry_after: Option<Duration>,
-}
-
-/// What a provider call came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SendOutcome {
-    /// The provider took the message. `provider_message_id` is the wamid or the SMTP
-    /// Message-ID; `message_status` is Meta's `accepted` / `held_for_quality_assessment` /
-    /// `paused`, when given.
-    Accepted {
-        provider_message_id: String,
-        message_status: Option<String>,
-    },
-    Failed(SendFailure),
-}
 
 /// The failure for a provider whose credentials could not be read: a secret store that is
 /// down is worth retrying; a secret that is missing or malformed needs an operator.
@@ -82,4 +31,29 @@ pub fn secret_failure(e: &SecretError, not_configured_code: &str) -> SendFailure
         },
         retry_after: None,
     }
+}
+
+/// The failure for a payload handed to another channel's provider (a wiring bug).
+pub fn wrong_channel(payload: &crate::domain::payload::DeliveryPayload) -> SendFailure {
+    SendFailure::carteiro(
+        FailureClass::Permanent,
+        "wrong_channel",
+        format!("a {:?} payload reached another channel's provider", payload.channel()),
+    )
+}
+
+/// The provider set every runtime uses: WhatsApp through `whatsapp` with the `whatsapp`
+/// secret, email through `email`.
+pub fn standard(
+    secrets: &crate::secrets::Secrets,
+    whatsapp: std::sync::Arc<dyn whatsapp::WhatsAppSender>,
+    email: std::sync::Arc<dyn crate::ports::provider::Provider>,
+) -> crate::ports::provider::Providers {
+    use crate::domain::delivery::Channel;
+    crate::ports::provider::Providers::new()
+        .with(
+            Channel::Whatsapp,
+            std::sync::Arc::new(whatsapp::WhatsAppProvider::new(whatsapp, secrets.clone())),
+        )
+        .with(Channel::Email, email)
 }

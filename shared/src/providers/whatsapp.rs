@@ -7,7 +7,8 @@
 //!   the next send and tests can point `graph_base_url` at a mock server.
 //! - [`classify`] is the pure error table; [`parse_error_body`] reads `{"error":{...}}`.
 //! - [`SandboxOutbox`] stands in for Meta when no access token is configured (local runtime).
-//! - [`send_with_token_refresh`] implements the `Token` rule: refresh the secret once, retry once.
+//! - [`WhatsAppProvider`] is the channel's [`Provider`]: the secret, then a sender; the `Token`
+//!   rule is the port's, shared by every channel.
 //!
 //! The token never reaches a log line or an error: it is only ever put into a header value
 //! marked sensitive.
@@ -15,9 +16,9 @@
 //! ## Ambiguity and "never send twice"
 //! Meta documents no idempotency key for sends. Outcomes are therefore split by what they prove:
 //! - `connect_error`: the request never left; resending cannot duplicate.
-//! - `timeout` / `transport_error`: the request may have reached Meta. They are `Retryable`
-//!   as the error table asks, under distinct codes so dispatch can reconcile first (status
-//!   webhooks carry `biz_opaque_callback_data`, i.e. our delivery id).
+//! - `timeout` / `transport_error`: the request may have reached Meta. They are `Unknown`:
+//!   dispatch waits the reconciliation window for a status webhook (which carries our id in
+//!   `biz_opaque_callback_data`) before it may try again.
 //! - A 2xx whose body has no `messages[0].id` (or cannot be read) means Meta *accepted* the
 //!   message. It is reported as `Failed` / `Permanent` with code `unexpected_response`, not as
 //!   a retry (a resend would duplicate it) and not as `Accepted` with an invented id (which no
@@ -29,6 +30,9 @@ use crate::config::{ConfigError, Env};
 use crate::domain::delivery::DeliveryError;
 use crate::domain::time::Timestamp;
 use crate::domain::webhook::MetaError;
+use crate::domain::ids::MessageId;
+use crate::domain::payload::DeliveryPayload;
+use crate::ports::provider::Provider;
 use crate::providers::{FailureClass, SendFailure, SendOutcome};
 use crate::secrets::{Secrets, WhatsAppSecret};
 use async_trait::async_trait;
@@ -37,7 +41,7 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::Value;
 use std::fmt::Debug;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// Carteiro's own failures (configuration, transport, unreadable responses) use this source;
@@ -204,8 +208,9 @@ impl GraphClient {
                 "could not connect to the Graph API; the message was not sent".to_owned(),
             )
         } else if e.is_timeout() {
+            // The request was written and no answer came: Meta may have the message.
             (
-                FailureClass::Retryable,
+                FailureClass::Unknown,
                 "timeout",
                 format!(
                     "no answer from the Graph API within {} ms; Meta may have accepted the message",
@@ -221,7 +226,7 @@ impl GraphClient {
             )
         } else {
             (
-                FailureClass::Retryable,
+                FailureClass::Unknown,
                 "transport_error",
                 "the connection to the Graph API failed; Meta may have accepted the message"
                     .to_owned(),
@@ -248,35 +253,34 @@ impl WhatsAppSender for GraphClient {
     }
 }
 
-/// The `Token` rule (REFERENCE §1.6, AUTH): send with the cached secret; if Meta refuses the
-/// token (190 / 0), re-read the secret bypassing the cache and send once more. A refused token
-/// is refused before anything is sent, so the second attempt cannot duplicate the message.
-/// The second outcome is returned as is (a second `Token` tells dispatch to alert).
-pub async fn send_with_token_refresh(
-    sender: &dyn WhatsAppSender,
-    secrets: &Secrets,
-    body: &Value,
-) -> SendOutcome {
-    let secret = match secrets.whatsapp(false).await {
-        Ok(s) => s,
-        Err(e) => return SendOutcome::Failed(super::secret_failure(&e, "not_configured")),
-    };
-    let first = sender.send(&secret, body).await;
-    let SendOutcome::Failed(SendFailure {
-        class: FailureClass::Token,
-        ..
-    }) = &first
-    else {
-        return first;
-    };
-    tracing::warn!(
-        "the Graph API refused the access token; refreshing the secret and retrying once"
-    );
-    match secrets.whatsapp(true).await {
-        Ok(fresh) => sender.send(&fresh, body).await,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot refresh the WhatsApp secret");
-            first
+/// The WhatsApp channel's [`Provider`]: the current `whatsapp` secret and a
+/// [`WhatsAppSender`] (Meta's Graph API, or the local sandbox).
+#[derive(Debug, Clone)]
+pub struct WhatsAppProvider {
+    sender: Arc<dyn WhatsAppSender>,
+    secrets: Secrets,
+}
+
+impl WhatsAppProvider {
+    pub fn new(sender: Arc<dyn WhatsAppSender>, secrets: Secrets) -> Self {
+        Self { sender, secrets }
+    }
+}
+
+#[async_trait]
+impl Provider for WhatsAppProvider {
+    async fn send(
+        &self,
+        _id: &MessageId,
+        payload: &DeliveryPayload,
+        fresh_credentials: bool,
+    ) -> SendOutcome {
+        let DeliveryPayload::WhatsappGraphV1 { body } = payload else {
+            return SendOutcome::Failed(super::wrong_channel(payload));
+        };
+        match self.secrets.whatsapp(fresh_credentials).await {
+            Ok(secret) => self.sender.send(&secret, body).await,
+            Err(e) => SendOutcome::Failed(super::secret_failure(&e, "not_configured")),
         }
     }
 }

@@ -1,6 +1,6 @@
-//! Resilience policies as data: the retry schedule now; rate limits and circuit breakers (kept
+//! Resilience policies as data: the retry policy now; rate limits and circuit breakers (kept
 //! in the delivery store so every Lambda instance sees the same state) join it later.
 
 pub mod retry;
 
-pub use retry::RetrySchedule;
+pub use retry::RetryPolicy;

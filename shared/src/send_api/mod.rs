@@ -5,8 +5,11 @@
 //! record, written as a `queued` delivery record, and only then put on the outbound queue.
 //! Nothing is created for a request that is refused.
 
-use crate::config::{ConfigError, Env};
-use crate::domain::delivery::{Attempt, DeliveryError, DeliveryRecord, ProviderEvent};
+use crate::domain::delivery::{
+    ActionRefused, Attempt, DeliveryError, DeliveryRecord, DeliveryStatus, ProviderEvent,
+};
+use crate::domain::payload::DeliveryPayload;
+use crate::ports::update::{Change, UpdateError, update_record};
 use crate::domain::ids::MessageId;
 use crate::domain::message::{EmailBody, OutboundMessage, SendRequest, ValidationError};
 use crate::domain::time::Timestamp;
@@ -22,50 +25,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use std::time::Duration;
 use subtle::ConstantTimeEq;
 
 /// The collection route.
 pub const MESSAGES_PATH: &str = "/v1/messages";
 
-/// The outbound queue's message body: the record to dispatch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DispatchJob {
-    pub id: MessageId,
-}
+pub use crate::domain::job::DispatchJob;
 
-/// Send API settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SendApiSettings {
-    /// `CARTEIRO_SEND_MAX_BODY_BYTES`, default 256 KiB (attachments included).
-    pub max_body_bytes: usize,
-    /// `CARTEIRO_IDEMPOTENCY_WINDOW_HOURS`, default 168 (7 days).
-    pub idempotency_window: Duration,
-}
-
-impl Default for SendApiSettings {
-    fn default() -> Self {
-        Self {
-            max_body_bytes: 256 * 1024,
-            idempotency_window: Duration::from_secs(7 * 24 * 60 * 60),
-        }
-    }
-}
-
-impl SendApiSettings {
-    pub fn from_env(env: Env<'_>) -> Result<Self, ConfigError> {
-        let d = Self::default();
-        Ok(Self {
-            max_body_bytes: usize::try_from(
-                env.number_or("CARTEIRO_SEND_MAX_BODY_BYTES", d.max_body_bytes as u64)?,
-            )
-            .unwrap_or(d.max_body_bytes),
-            idempotency_window: Duration::from_secs(
-                env.number_or("CARTEIRO_IDEMPOTENCY_WINDOW_HOURS", 168)? * 60 * 60,
-            ),
-        })
-    }
-}
+pub use crate::config::SendApiSettings;
 
 /// What the send API needs. Built once per process.
 #[derive(Debug, Clone)]
@@ -97,16 +64,91 @@ async fn route(ctx: &SendApiContext, req: ApiRequest) -> Result<ApiResponse, Api
         let owner = authenticate(ctx, req.headers()).await?;
         return accept(ctx, &req, &owner).await;
     }
-    let id = path
+    let rest = path
         .strip_prefix(MESSAGES_PATH)
         .and_then(|rest| rest.strip_prefix('/'))
-        .filter(|id| !id.contains('/'))
         .ok_or_else(ApiError::not_found)?;
-    if req.method() != Method::GET {
-        return Err(ApiError::method_not_allowed("GET"));
+    let (id, action) = match rest.split_once('/') {
+        None => (rest, None),
+        Some((id, action @ ("cancel" | "retry"))) => (id, Some(action)),
+        Some(_) => return Err(ApiError::not_found()),
+    };
+    let Some(action) = action else {
+        if req.method() != Method::GET {
+            return Err(ApiError::method_not_allowed("GET"));
+        }
+        let owner = authenticate(ctx, req.headers()).await?;
+        return show(ctx, id, &owner).await;
+    };
+    if req.method() != Method::POST {
+        return Err(ApiError::method_not_allowed("POST"));
     }
     let owner = authenticate(ctx, req.headers()).await?;
-    show(ctx, id, &owner).await
+    operate(ctx, id, &owner, action, http::correlation_id(req.headers())).await
+}
+
+/// `POST /v1/messages/{id}/cancel` and `/retry`.
+#[tracing::instrument(skip(ctx, owner), fields(correlation_id = correlation_id.as_deref().unwrap_or("")))]
+async fn operate(
+    ctx: &SendApiContext,
+    id: &str,
+    owner: &str,
+    action: &str,
+    correlation_id: Option<String>,
+) -> Result<ApiResponse, ApiError> {
+    let Ok(id) = MessageId::parse(id) else {
+        return Err(ApiError::not_found());
+    };
+    let now = ctx.clock.now();
+    let retry = action == "retry";
+    let updated = update_record(ctx.store.as_ref(), &id, |record| {
+        // Another key's message and no message look the same from outside.
+        if record.api_key_id.as_deref() != Some(owner) {
+            return Change::Keep(Err(None));
+        }
+        let done = if retry {
+            record.retry_fresh(now)
+        } else {
+            record.cancel(now)
+        };
+        match done {
+            Ok(()) => Change::Write(Ok(())),
+            Err(refused) => Change::Keep(Err(Some(refused))),
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        UpdateError::Store(e) => store_unavailable(e),
+        UpdateError::Contended(_) => ApiError::unavailable("store_unavailable", "the message is changing; retry"),
+    })?
+    .ok_or_else(ApiError::not_found)?;
+    match updated.value {
+        Ok(()) => {}
+        Err(None) => return Err(ApiError::not_found()),
+        Err(Some(ActionRefused::NotCancellable)) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "not_cancellable",
+                format!("a {} message cannot be cancelled", updated.record.status.as_str()),
+            ));
+        }
+        Err(Some(ActionRefused::NotRetryable)) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "not_retryable",
+                format!(
+                    "only failed or dead messages can be retried; this one is {}",
+                    updated.record.status.as_str()
+                ),
+            ));
+        }
+    }
+    tracing::info!(id = %id, action, "operator action applied");
+    if retry {
+        let job = DispatchJob::new(id.clone(), correlation_id.or(updated.record.correlation_id.clone()));
+        queue_job(ctx, &job).await?;
+    }
+    Ok(view(StatusCode::OK, &updated.record))
 }
 
 /// The id of the API key the request carries, or 401.
@@ -170,11 +212,16 @@ fn validation_error(e: ValidationError) -> ApiError {
     }
 }
 
+#[tracing::instrument(skip_all, fields(correlation_id = tracing::field::Empty, id = tracing::field::Empty))]
 async fn accept(
     ctx: &SendApiContext,
     req: &ApiRequest,
     owner: &str,
 ) -> Result<ApiResponse, ApiError> {
+    let correlation_id = http::correlation_id(req.headers());
+    if let Some(c) = &correlation_id {
+        tracing::Span::current().record("correlation_id", c.as_str());
+    }
     let limit = ctx.settings.max_body_bytes;
     if req.body().len() > limit {
         return Err(ApiError::payload_too_large(limit));
@@ -233,13 +280,14 @@ async fn accept(
                 // Same request again: answer as the first time. If the first call died
                 // between claiming the key and writing the record, finish its work now.
                 id = earlier.id;
-                if ctx
-                    .store
-                    .get(&id)
-                    .await
-                    .map_err(store_unavailable)?
-                    .is_some()
-                {
+                if let Some(existing) = ctx.store.get(&id).await.map_err(store_unavailable)? {
+                    // The first call may have answered 503 with the job never queued: queue
+                    // it now (a duplicate job is harmless, the claim lets one through).
+                    if existing.status == DeliveryStatus::Queued && existing.job_not_queued {
+                        let job = DispatchJob::new(id.clone(), existing.correlation_id.clone());
+                        queue_job(ctx, &job).await?;
+                        mark_job_queued(ctx, &id, false).await;
+                    }
                     return Ok(accepted(&id));
                 }
             }
@@ -254,24 +302,53 @@ async fn accept(
         now,
     );
     record.api_key_id = Some(owner.to_owned());
+    record.payload = Some(DeliveryPayload::build(&id, &request.message));
+    record.retry = request.retry;
+    record.correlation_id.clone_from(&correlation_id);
+    tracing::Span::current().record("id", id.as_str());
     if ctx.store.create(&record).await.map_err(store_unavailable)? == CreateOutcome::AlreadyExists {
         return Ok(accepted(&id));
     }
-    let job = serde_json::to_string(&DispatchJob { id: id.clone() }).map_err(|_| internal())?;
-    ctx.outbound
-        .send_batch(&[OutgoingMessage::new(job)])
-        .await
-        .map_err(|e| {
-            // The record stays `queued`; the retry sweeper re-enqueues records that never
-            // reached the queue, and a retry with the same Idempotency-Key answers 202.
-            tracing::error!(error = %e, id = %id, "cannot queue an accepted message");
-            ApiError::unavailable(
-                "queue_unavailable",
-                "the message was recorded but not queued; retry with the same Idempotency-Key",
-            )
-        })?;
-    tracing::info!(id = %id, channel = ?record.channel, "message accepted");
+    if let Err(e) = queue_job(ctx, &DispatchJob::new(id.clone(), correlation_id)).await {
+        mark_job_queued(ctx, &id, true).await;
+        return Err(e);
+    }
+    tracing::info!(channel = ?record.channel, "message accepted");
     Ok(accepted(&id))
+}
+
+/// Notes on the record whether its job is still to be queued (best effort: the sweeper queues
+/// a `queued` record whose job never came, flag or not).
+async fn mark_job_queued(ctx: &SendApiContext, id: &MessageId, not_queued: bool) {
+    let marked = update_record(ctx.store.as_ref(), id, |r| {
+        if r.job_not_queued == not_queued || r.status != DeliveryStatus::Queued {
+            return Change::Keep(());
+        }
+        r.job_not_queued = not_queued;
+        Change::Write(())
+    })
+    .await;
+    if let Err(e) = marked {
+        tracing::warn!(error = %e, id = %id, "cannot note the job's queueing on the record");
+    }
+}
+
+/// Puts a job on the outbound queue. On failure the record stays `queued`: the retry sweeper
+/// queues records whose job never arrived, and a retry with the same Idempotency-Key queues it
+/// again at once.
+async fn queue_job(ctx: &SendApiContext, job: &DispatchJob) -> Result<(), ApiError> {
+    let body = serde_json::to_string(job).map_err(|_| internal())?;
+    let mut message = OutgoingMessage::new(body);
+    if let Some(c) = &job.correlation_id {
+        message = message.with_attribute(crate::batch::ATTR_CORRELATION_ID, c.clone());
+    }
+    ctx.outbound.send_batch(&[message]).await.map_err(|e| {
+        tracing::error!(error = %e, id = %job.id, "cannot queue an accepted message");
+        ApiError::unavailable(
+            "queue_unavailable",
+            "the message was recorded but not queued; retry with the same Idempotency-Key",
+        )
+    })
 }
 
 fn accepted(id: &MessageId) -> ApiResponse {
@@ -394,6 +471,10 @@ async fn show(ctx: &SendApiContext, id: &str, owner: &str) -> Result<ApiResponse
         .map_err(store_unavailable)?
         .filter(|r| r.api_key_id.as_deref() == Some(owner))
         .ok_or_else(ApiError::not_found)?;
+    Ok(view(StatusCode::OK, &record))
+}
+
+fn view(status: StatusCode, record: &DeliveryRecord) -> ApiResponse {
     let view = MessageView {
         id: record.id.as_str(),
         channel: record.channel,
@@ -408,5 +489,5 @@ async fn show(ctx: &SendApiContext, id: &str, owner: &str) -> Result<ApiResponse
         last_error: record.last_error.as_ref(),
         metadata: record.request.get("metadata").filter(|m| !m.is_null()),
     };
-    Ok(http::json_response(StatusCode::OK, &view))
+    http::json_response(status, &view)
 }

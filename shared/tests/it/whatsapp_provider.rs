@@ -11,7 +11,7 @@ use carteiro_shared::domain::webhook::MetaError;
 use carteiro_shared::ports::secrets::{SecretError, SecretName, SecretSource};
 use carteiro_shared::providers::whatsapp::{
     GraphClient, GraphSettings, SandboxOutbox, WhatsAppSender, classify, parse_error_body,
-    send_with_token_refresh,
+    WhatsAppProvider,
 };
 use carteiro_shared::providers::{FailureClass, SendFailure, SendOutcome};
 use carteiro_shared::secrets::{Secrets, WhatsAppSecret};
@@ -1230,4 +1230,22 @@ async fn sandbox_records_the_exact_graph_body_and_accepts_it() {
     assert_eq!(messages.len(), 2);
     assert_eq!(messages[0].to, "5511999990001");
     assert_eq!(messages[0].body, body);
+}
+
+/// The token rule through the channel-neutral port, as dispatch applies it.
+async fn send_with_token_refresh(
+    client: &GraphClient,
+    secrets: &Secrets,
+    body: &serde_json::Value,
+) -> SendOutcome {
+    let provider = WhatsAppProvider::new(Arc::new(client.clone()), secrets.clone());
+    let payload = carteiro_shared::domain::payload::DeliveryPayload::WhatsappGraphV1 {
+        body: body.clone(),
+    };
+    carteiro_shared::ports::send_refreshing_credentials(
+        &provider,
+        &carteiro_shared::domain::ids::MessageId::generate(),
+        &payload,
+    )
+    .await
 }

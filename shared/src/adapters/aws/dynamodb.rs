@@ -2,9 +2,9 @@
 //!
 //! **Delivery records** live at `pk = msg#<id>`, `sk = record`, serialised with serde_dynamo,
 //! so every field is a top-level attribute: `provider_message_id` feeds the `by-provider-id`
-//! index, and a record with a `next_attempt_at` that is not terminal also carries
-//! `due_bucket = "pending"`, which puts it in the sparse `by-due` index (range key
-//! `next_attempt_at`, epoch ms). `create` and `replace` are conditional `PutItem`s
+//! index, and a record with work pending also carries `due_bucket = "pending#<shard>"` and
+//! `due_at` (epoch ms), which put it in the sparse `by-due` index the sweeper scans, one
+//! query per shard. `create` and `replace` are conditional `PutItem`s
 //! (`attribute_not_exists(pk)` and `#version = :expected`), so each transition is
 //! compare-and-swap on the record's version. `get` is a strongly consistent read.
 //!
@@ -28,7 +28,8 @@ use crate::domain::ids::{MessageId, Wamid};
 use crate::domain::time::Timestamp;
 use crate::ports::clock::{Clock, SystemClock};
 use crate::ports::store::{
-    CreateOutcome, DeliveryStore, InsertOutcome, KeptKind, KeptRecord, ReplaceOutcome, StoreError,
+    CreateOutcome, DUE_SHARDS, DeliveryStore, DueRecord, InsertOutcome, KeptKind, KeptRecord,
+    ReplaceOutcome, StoreError, due_shard,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -157,6 +158,10 @@ impl DynamoStore {
     }
 }
 
+fn due_bucket(shard: u32) -> String {
+    format!("{}{shard}", schema::DUE_BUCKET_PREFIX)
+}
+
 fn message_pk(id: &MessageId) -> String {
     format!("{}{}", schema::MESSAGE_PK_PREFIX, id.as_str())
 }
@@ -203,13 +208,15 @@ fn record_item(record: &DeliveryRecord) -> Result<Item, StoreError> {
     if record.provider_message_id.as_deref() == Some("") {
         item.remove(schema::PROVIDER_MESSAGE_ID);
     }
-    if record.next_attempt_at.is_some() && !record.status.is_terminal() {
+    if let Some(due_at) = record.sweep_due_at() {
         item.insert(
             schema::DUE_BUCKET.to_owned(),
-            AttributeValue::S(schema::DUE_BUCKET_PENDING.to_owned()),
+            AttributeValue::S(due_bucket(due_shard(&record.id))),
         );
+        item.insert(schema::DUE_AT.to_owned(), number(due_at.as_millis()));
     } else {
         item.remove(schema::DUE_BUCKET);
+        item.remove(schema::DUE_AT);
     }
     Ok(item)
 }
@@ -346,6 +353,58 @@ impl DeliveryStore for DynamoStore {
         })
     }
 
+    async fn list_due(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<DueRecord>, StoreError> {
+        let mut due = Vec::new();
+        for shard in 0..DUE_SHARDS {
+            let mut start: Option<Item> = None;
+            while due.len() < limit {
+                let page = i32::try_from(limit - due.len()).unwrap_or(i32::MAX).min(1_000);
+                let out = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(schema::GSI_BY_DUE)
+                    .key_condition_expression("#b = :b AND #d <= :d")
+                    .expression_attribute_names("#b", schema::DUE_BUCKET)
+                    .expression_attribute_names("#d", schema::DUE_AT)
+                    .expression_attribute_values(":b", AttributeValue::S(due_bucket(shard)))
+                    .expression_attribute_values(":d", number(before.as_millis()))
+                    .limit(page)
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::Unavailable(describe_sdk_error("Query", &e)))?;
+                for item in out.items.unwrap_or_default() {
+                    let id = match item.get(schema::PK) {
+                        Some(AttributeValue::S(pk)) => pk.strip_prefix(schema::MESSAGE_PK_PREFIX),
+                        _ => None,
+                    }
+                    .and_then(|id| MessageId::parse(id).ok());
+                    let at = match item.get(schema::DUE_AT) {
+                        Some(AttributeValue::N(n)) => n.parse::<i64>().ok(),
+                        _ => None,
+                    };
+                    if let (Some(id), Some(at)) = (id, at) {
+                        due.push(DueRecord {
+                            id,
+                            due_at: Timestamp::from_millis(at),
+                        });
+                    }
+                }
+                match out.last_evaluated_key {
+                    Some(key) if !key.is_empty() => start = Some(key),
+                    _ => break,
+                }
+            }
+        }
+        due.truncate(limit);
+        Ok(due)
+    }
+
     async fn put_kept(&self, record: &KeptRecord) -> Result<InsertOutcome, StoreError> {
         let item = inbound_item(record)?;
         let now = self.clock.now();
@@ -413,19 +472,17 @@ mod tests {
         );
         assert_eq!(
             item[schema::DUE_BUCKET],
-            AttributeValue::S("pending".into())
+            AttributeValue::S(format!("pending#{}", due_shard(&r.id)))
         );
-        assert_eq!(
-            item[schema::NEXT_ATTEMPT_AT],
-            AttributeValue::N("42".into())
-        );
+        assert_eq!(item[schema::DUE_AT], AttributeValue::N("42".into()));
         assert_eq!(record_from_item(item).unwrap(), r);
     }
 
     #[test]
-    fn terminal_or_undue_records_stay_out_of_the_due_index() {
+    fn terminal_records_stay_out_of_the_due_index() {
         let mut r = record();
-        assert!(!record_item(&r).unwrap().contains_key(schema::DUE_BUCKET));
+        // A queued record is in it from creation, for the sweeper's grace-period check.
+        assert!(record_item(&r).unwrap().contains_key(schema::DUE_BUCKET));
         r.next_attempt_at = Some(Timestamp::from_millis(42));
         r.status = DeliveryStatus::Failed;
         assert!(!record_item(&r).unwrap().contains_key(schema::DUE_BUCKET));

@@ -38,13 +38,15 @@ pub mod schema {
     /// Hash key of [`GSI_BY_PROVIDER_ID`]; a top-level attribute of delivery records.
     pub const PROVIDER_MESSAGE_ID: &str = "provider_message_id";
 
-    /// Sparse GSI: hash `due_bucket` (S), range `next_attempt_at` (N, epoch ms), projection
-    /// KEYS_ONLY. Only records with a next attempt that are not terminal carry `due_bucket`.
+    /// Sparse GSI: hash `due_bucket` (S), range `due_at` (N, epoch ms), projection
+    /// KEYS_ONLY. Only records with work pending carry them (the sweeper's scan).
     pub const GSI_BY_DUE: &str = "by-due";
     pub const DUE_BUCKET: &str = "due_bucket";
-    /// The single value of [`DUE_BUCKET`].
-    pub const DUE_BUCKET_PENDING: &str = "pending";
-    pub const NEXT_ATTEMPT_AT: &str = "next_attempt_at";
+    /// [`DUE_BUCKET`] is this prefix and the record's shard (`pending#0` … `pending#15`), so
+    /// the index spreads over that many partitions.
+    pub const DUE_BUCKET_PREFIX: &str = "pending#";
+    /// When the sweeper should look at the record (`DeliveryRecord::sweep_due_at`).
+    pub const DUE_AT: &str = "due_at";
 
     /// The table's TTL attribute: epoch **seconds** (DynamoDB ignores anything else).
     pub const TTL_ATTRIBUTE: &str = "expires_at";

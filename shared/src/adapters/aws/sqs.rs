@@ -236,6 +236,7 @@ impl Queue for SqsQueue {
             .wait_time_seconds(0)
             .message_attribute_names("All")
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .send()
             .await
             .map_err(|e| QueueError::Unavailable(describe_sdk_error("ReceiveMessage", &e)))?;
@@ -253,6 +254,12 @@ impl Queue for SqsQueue {
                 .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
                 .and_then(|n| n.parse::<u32>().ok())
                 .unwrap_or(1);
+            let sent_at = m
+                .attributes
+                .as_ref()
+                .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+                .and_then(|n| n.parse::<i64>().ok())
+                .map(crate::domain::time::Timestamp::from_millis);
             let attributes: BTreeMap<String, String> = m
                 .message_attributes
                 .unwrap_or_default()
@@ -265,6 +272,7 @@ impl Queue for SqsQueue {
                 body: m.body.unwrap_or_default(),
                 attributes,
                 receive_count,
+                sent_at,
             });
         }
         Ok(received)

@@ -80,6 +80,11 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX inbound_expires_at ON inbound (expires_at);
     ",
+    // 2: when the sweeper should look at a record (NULL once nothing is pending).
+    "
+    ALTER TABLE records ADD COLUMN due_at INTEGER;   -- ms since the epoch
+    CREATE INDEX records_sweep_due ON records (due_at) WHERE due_at IS NOT NULL;
+    ",
 ];
 
 /// The schema version this build writes and understands.

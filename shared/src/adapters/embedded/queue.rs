@@ -186,7 +186,7 @@ impl Queue for EmbeddedQueue {
                          WHERE queue = ?1 AND visible_at <= ?2
                          ORDER BY visible_at, seq
                          LIMIT ?4)
-                     RETURNING seq, message_id, receipt_handle, body, attributes, receive_count",
+                     RETURNING seq, message_id, receipt_handle, body, attributes, receive_count, sent_at",
                 )?;
                 let rows = stmt
                     .query_map(
@@ -199,6 +199,7 @@ impl Queue for EmbeddedQueue {
                                 r.get::<_, String>(3)?,
                                 r.get::<_, String>(4)?,
                                 r.get::<_, i64>(5)?,
+                                r.get::<_, i64>(6)?,
                             ))
                         },
                     )?
@@ -211,7 +212,7 @@ impl Queue for EmbeddedQueue {
         let mut rows = rows;
         rows.sort_by_key(|r| r.0);
         rows.into_iter()
-            .map(|(_, message_id, receipt_handle, body, attributes, count)| {
+            .map(|(_, message_id, receipt_handle, body, attributes, count, sent_at)| {
                 let attributes: BTreeMap<String, String> = serde_json::from_str(&attributes)
                     .map_err(|e| {
                         QueueError::Unavailable(format!(
@@ -225,6 +226,7 @@ impl Queue for EmbeddedQueue {
                     body,
                     attributes,
                     receive_count: u32::try_from(count).unwrap_or(u32::MAX),
+                    sent_at: Some(crate::domain::time::Timestamp::from_millis(sent_at)),
                 })
             })
             .collect()

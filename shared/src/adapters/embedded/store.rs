@@ -7,7 +7,8 @@ use crate::domain::delivery::DeliveryRecord;
 use crate::domain::ids::{MessageId, Wamid};
 use crate::domain::time::Timestamp;
 use crate::ports::store::{
-    CreateOutcome, DeliveryStore, InsertOutcome, KeptKind, KeptRecord, ReplaceOutcome, StoreError,
+    CreateOutcome, DeliveryStore, DueRecord, InsertOutcome, KeptKind, KeptRecord, ReplaceOutcome,
+    StoreError,
 };
 use async_trait::async_trait;
 use rusqlite::OptionalExtension;
@@ -31,6 +32,7 @@ struct RecordRow {
     provider_message_id: Option<String>,
     status: &'static str,
     next_attempt_at: Option<i64>,
+    due_at: Option<i64>,
     body: String,
 }
 
@@ -42,6 +44,7 @@ impl RecordRow {
             provider_message_id: record.provider_message_id.clone(),
             status: record.status.as_str(),
             next_attempt_at: record.next_attempt_at.map(Timestamp::as_millis),
+            due_at: record.sweep_due_at().map(Timestamp::as_millis),
             body: serde_json::to_string(record).map_err(|e| {
                 StoreError::Unavailable(format!("record {} cannot be serialised: {e}", record.id))
             })?,
@@ -72,8 +75,8 @@ impl DeliveryStore for EmbeddedStore {
                 Ok(conn
                     .prepare_cached(
                         "INSERT INTO records
-                            (id, version, provider_message_id, status, next_attempt_at, body)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                            (id, version, provider_message_id, status, next_attempt_at, body, due_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                          ON CONFLICT (id) DO NOTHING",
                     )?
                     .execute(rusqlite::params![
@@ -82,7 +85,8 @@ impl DeliveryStore for EmbeddedStore {
                         row.provider_message_id,
                         row.status,
                         row.next_attempt_at,
-                        row.body
+                        row.body,
+                        row.due_at
                     ])?)
             })
             .await?;
@@ -138,7 +142,7 @@ impl DeliveryStore for EmbeddedStore {
                     .prepare_cached(
                         "UPDATE records
                          SET version = ?2, provider_message_id = ?3, status = ?4,
-                             next_attempt_at = ?5, body = ?6
+                             next_attempt_at = ?5, body = ?6, due_at = ?8
                          WHERE id = ?1 AND version = ?7",
                     )?
                     .execute(rusqlite::params![
@@ -148,7 +152,8 @@ impl DeliveryStore for EmbeddedStore {
                         row.status,
                         row.next_attempt_at,
                         row.body,
-                        expected
+                        expected,
+                        row.due_at
                     ])?)
             })
             .await?;
@@ -157,6 +162,41 @@ impl DeliveryStore for EmbeddedStore {
         } else {
             ReplaceOutcome::Conflict
         })
+    }
+
+    async fn list_due(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<DueRecord>, StoreError> {
+        let before = before.as_millis();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .db
+            .run(move |conn, _| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, due_at FROM records
+                     WHERE due_at IS NOT NULL AND due_at <= ?1
+                     ORDER BY due_at LIMIT ?2",
+                )?;
+                let rows = stmt
+                    .query_map(rusqlite::params![before, limit], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(id, due_at)| {
+                let id = MessageId::parse(&id)
+                    .map_err(|_| StoreError::Corrupt(format!("record id {id:?} is not valid")))?;
+                Ok(DueRecord {
+                    id,
+                    due_at: Timestamp::from_millis(due_at),
+                })
+            })
+            .collect()
     }
 
     async fn put_kept(&self, record: &KeptRecord) -> Result<InsertOutcome, StoreError> {

@@ -1,9 +1,11 @@
-//! Email delivery with credentials from the secret store: the SMTP mailer is built from the
-//! current `smtp` secret, kept while the secret is unchanged (its connection pool with it),
-//! and rebuilt from a freshly read secret once when the server refuses the credentials.
+//! The email channel's [`Provider`]: the SMTP mailer is built from the current `smtp` secret,
+//! kept while the secret is unchanged (its connection pool with it), and rebuilt from a freshly
+//! read secret when asked for fresh credentials (the port's `Token` rule, after a 535).
 
 use crate::domain::delivery::DeliveryError;
-use crate::domain::message::EmailMessage;
+use crate::domain::ids::MessageId;
+use crate::domain::payload::DeliveryPayload;
+use crate::ports::provider::Provider;
 use crate::providers::email::{EmailSender, MailerOptions, SmtpMailer, SmtpSettings};
 use crate::providers::{FailureClass, SendFailure, SendOutcome, secret_failure};
 use crate::secrets::{Secrets, SmtpSecret};
@@ -59,25 +61,17 @@ impl SmtpFromSecrets {
 }
 
 #[async_trait]
-impl EmailSender for SmtpFromSecrets {
-    async fn send(&self, email: &EmailMessage) -> SendOutcome {
-        let first = match self.mailer(false).await {
-            Ok(mailer) => mailer.send(email).await,
-            Err(failure) => return SendOutcome::Failed(failure),
+impl Provider for SmtpFromSecrets {
+    async fn send(
+        &self,
+        _id: &MessageId,
+        payload: &DeliveryPayload,
+        fresh_credentials: bool,
+    ) -> SendOutcome {
+        let DeliveryPayload::EmailV1 { email } = payload else {
+            return SendOutcome::Failed(crate::providers::wrong_channel(payload));
         };
-        let SendOutcome::Failed(SendFailure {
-            class: FailureClass::Token,
-            ..
-        }) = &first
-        else {
-            return first;
-        };
-        // Authentication happens before MAIL FROM, so nothing was sent: retrying cannot
-        // duplicate the message.
-        tracing::warn!(
-            "the SMTP server refused the credentials; re-reading the secret and retrying once"
-        );
-        match self.mailer(true).await {
+        match self.mailer(fresh_credentials).await {
             Ok(mailer) => mailer.send(email).await,
             Err(failure) => SendOutcome::Failed(failure),
         }

@@ -1,0 +1,16 @@
+//! Lambda entry point for the retry sweeper.
+
+use carteiro_shared::config::{Env, process_env};
+use carteiro_shared::observability::{LogFormat, init_logging};
+use lambda_runtime::{run, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    init_logging(LogFormat::Json);
+    let ctx = carteiro_retry_sweeper::context_from_env(Env::new(&process_env)).await?;
+    let ctx = &ctx;
+    run(service_fn(move |event| {
+        carteiro_retry_sweeper::handler(ctx, event)
+    }))
+    .await
+}

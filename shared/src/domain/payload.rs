@@ -1,0 +1,59 @@
+//! The provider-ready payload of a delivery: built once when the send API accepts a message
+//! and kept in the record, so dispatch never parses the public request again. Each variant is
+//! versioned (`kind` names channel and version), so a record written by an older build stays
+//! readable after the shape of a newer one changes.
+
+use crate::domain::delivery::Channel;
+use crate::domain::message::{EmailMessage, OutboundMessage};
+use crate::domain::ids::MessageId;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// What a provider is handed for one attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub enum DeliveryPayload {
+    /// The exact Graph API `/messages` body (with Carteiro's id in `biz_opaque_callback_data`).
+    #[serde(rename = "whatsapp.graph.v1")]
+    WhatsappGraphV1 { body: Value },
+    /// A checked email; the SMTP provider renders its template and builds the MIME message.
+    #[serde(rename = "email.v1")]
+    EmailV1 { email: EmailMessage },
+}
+
+impl DeliveryPayload {
+    /// The payload for a validated message.
+    pub fn build(id: &MessageId, message: &OutboundMessage) -> Self {
+        match message {
+            OutboundMessage::Whatsapp(m) => Self::WhatsappGraphV1 {
+                body: m.graph_body(id.as_str()),
+            },
+            OutboundMessage::Email(m) => Self::EmailV1 { email: m.clone() },
+        }
+    }
+
+    pub const fn channel(&self) -> Channel {
+        match self {
+            Self::WhatsappGraphV1 { .. } => Channel::Whatsapp,
+            Self::EmailV1 { .. } => Channel::Email,
+        }
+    }
+}
+
+/// Attachment bytes as standard base64 in JSON, as the send API takes them.
+pub mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD
+            .decode(text.as_bytes())
+            .map_err(serde::de::Error::custom)
+    }
+}
