@@ -1,8 +1,10 @@
 //! Carteiro's end-to-end tests: one binary, one module per capability.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod config_contract;
 mod conformance_aws;
 mod conformance_embedded;
+mod engine;
 mod hostile;
 mod intake_aws;
 mod intake_local;
