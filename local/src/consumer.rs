@@ -101,10 +101,7 @@ pub async fn poll_once(
         dlq.send_batch(&[dead]).await?;
         queue.ack(&message.receipt_handle).await?;
     }
-    let events: Vec<QueuedEvent> = live
-        .iter()
-        .map(QueuedEvent::from)
-        .collect();
+    let events: Vec<QueuedEvent> = live.iter().map(QueuedEvent::from).collect();
     let failed = kind.process(gateway, &events).await;
     for message in &live {
         if !failed.contains(&message.message_id) {

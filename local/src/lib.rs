@@ -90,8 +90,12 @@ impl Application {
             source,
         })?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let db = EmbeddedDb::open(&config.data_dir.join(carteiro_shared::adapters::embedded::DEFAULT_FILE_NAME))
-            .map_err(|e| StartError::Store(e.to_string()))?;
+        let db = EmbeddedDb::open(
+            &config
+                .data_dir
+                .join(carteiro_shared::adapters::embedded::DEFAULT_FILE_NAME),
+        )
+        .map_err(|e| StartError::Store(e.to_string()))?;
         let secrets_path = match &config.secrets_file {
             Some(path) => path.clone(),
             None => dev_secrets::ensure(&config.data_dir)
@@ -108,8 +112,8 @@ impl Application {
             .await
             .is_ok_and(|w| w.access_token.is_some() && w.phone_number_id.is_some());
         let (whatsapp, whatsapp_sandbox): (Arc<dyn WhatsAppSender>, _) = if has_credentials {
-            let graph = GraphClient::new(&config.graph)
-                .map_err(|e| StartError::Http(e.to_string()))?;
+            let graph =
+                GraphClient::new(&config.graph).map_err(|e| StartError::Http(e.to_string()))?;
             (Arc::new(graph), None)
         } else {
             let sandbox = Arc::new(SandboxOutbox::new());

@@ -136,7 +136,11 @@ async fn run_redrive(args: RedriveArgs) -> ExitCode {
     };
     match redrive::run(&args.data_dir, &args.queue, filter).await {
         Ok(report) => {
-            let verb = if report.dry_run { "would move" } else { "moved" };
+            let verb = if report.dry_run {
+                "would move"
+            } else {
+                "moved"
+            };
             for item in &report.moved {
                 println!("{verb} {} {}", item.message_id, item.body);
             }

@@ -12,13 +12,13 @@
 use carteiro_shared::adapters::embedded::EmbeddedDb;
 use carteiro_shared::adapters::file_secrets::FileSecretSource;
 use carteiro_shared::batch::QueuedEvent;
-use carteiro_shared::providers::{self, smtp_from_secrets::SmtpFromSecrets};
 use carteiro_shared::dispatch::{self, DispatchContext, DispatchSettings};
 use carteiro_shared::domain::delivery::{Channel, DeliveryRecord};
 use carteiro_shared::domain::{MessageId, Timestamp};
 use carteiro_shared::ports::SystemClock;
 use carteiro_shared::providers::email::{MailerOptions, SmtpSettings};
 use carteiro_shared::providers::whatsapp::{GraphClient, GraphSettings};
+use carteiro_shared::providers::{self, smtp_from_secrets::SmtpFromSecrets};
 use carteiro_shared::secrets::Secrets;
 use carteiro_shared::send_api::DispatchJob;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

@@ -71,7 +71,11 @@ impl<'a> Env<'a> {
     }
 
     /// A duration written `500ms`, `90s`, `5m`, `2h`, `7d` (a bare number is seconds).
-    pub fn duration_or(&self, var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+    pub fn duration_or(
+        &self,
+        var: &'static str,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
         match self.optional(var) {
             None => Ok(default),
             Some(v) => parse_duration(&v).map_err(|reason| ConfigError::Invalid { var, reason }),
@@ -157,8 +161,13 @@ impl DispatchSettings {
                 1,
                 12 * 60 * 60,
             )?),
-            concurrency: usize::try_from(env.number_in("CARTEIRO_DISPATCH_CONCURRENCY", 10, 1, 1_000)?)
-                .unwrap_or(10),
+            concurrency: usize::try_from(env.number_in(
+                "CARTEIRO_DISPATCH_CONCURRENCY",
+                10,
+                1,
+                1_000,
+            )?)
+            .unwrap_or(10),
             queue_max_delay,
             retry: retry_policy_from_env(env)?,
         })
@@ -336,7 +345,12 @@ mod tests {
     use super::*;
 
     fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+        move |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
     }
 
     #[test]
@@ -358,7 +372,11 @@ mod tests {
         let p = retry_policy_from_env(Env::new(&lookup));
         assert_eq!(
             p.map(|p| p.schedule().to_vec()),
-            Ok(vec![Duration::ZERO, Duration::from_secs(2), Duration::from_secs(2)])
+            Ok(vec![
+                Duration::ZERO,
+                Duration::from_secs(2),
+                Duration::from_secs(2)
+            ])
         );
         let lookup = env_of(&[("CARTEIRO_RETRY_SCHEDULE", "0s,soon,2s")]);
         match retry_policy_from_env(Env::new(&lookup)) {
@@ -369,7 +387,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let lookup = env_of(&[("CARTEIRO_UNKNOWN_OUTCOME_WAIT", "a minute")]);
-        let err = DispatchSettings::from_env(Env::new(&lookup)).err().map(|e| e.to_string());
+        let err = DispatchSettings::from_env(Env::new(&lookup))
+            .err()
+            .map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("CARTEIRO_UNKNOWN_OUTCOME_WAIT")));
     }
 

@@ -136,7 +136,9 @@ fn dispatch_ctx(
     whatsapp["access_token"] = json!(ACCESS_TOKEN);
     whatsapp["phone_number_id"] = json!(PHONE_NUMBER_ID);
     whatsapp["graph_base_url"] = json!(graph.uri());
-    let secrets = Secrets::new(Arc::new(FileSecretSource::from_json(json!({ "whatsapp": whatsapp }))));
+    let secrets = Secrets::new(Arc::new(FileSecretSource::from_json(
+        json!({ "whatsapp": whatsapp }),
+    )));
     let graph_client = GraphClient::new(&GraphSettings {
         request_timeout: timeout,
         ..GraphSettings::default()
@@ -172,7 +174,10 @@ async fn drain(ctx: &DispatchContext, queue: &dyn Queue) -> usize {
     }
 }
 
-async fn sweeper_recovers_everything_left_behind(store: Arc<dyn DeliveryStore>, outbound: Arc<dyn Queue>) {
+async fn sweeper_recovers_everything_left_behind(
+    store: Arc<dyn DeliveryStore>,
+    outbound: Arc<dyn Queue>,
+) {
     let s = seed(store.as_ref()).await;
     let graph = graph_accepting().await;
     let sweep_ctx = SweepContext {
@@ -195,9 +200,18 @@ async fn sweeper_recovers_everything_left_behind(store: Arc<dyn DeliveryStore>, 
     let lease = store.get(&s.expired_lease).await.unwrap().unwrap();
     assert_eq!(lease.attempts.len(), 1);
     assert_eq!(lease.attempts[0].outcome, UNKNOWN_OUTCOME);
-    assert_eq!(lease.attempts[0].provider_code.as_deref(), Some("lease_expired"));
+    assert_eq!(
+        lease.attempts[0].provider_code.as_deref(),
+        Some("lease_expired")
+    );
 
-    let ctx = dispatch_ctx(store.clone(), outbound.clone(), &graph, Duration::from_secs(5), Duration::ZERO);
+    let ctx = dispatch_ctx(
+        store.clone(),
+        outbound.clone(),
+        &graph,
+        Duration::from_secs(5),
+        Duration::ZERO,
+    );
     drain(&ctx, outbound.as_ref()).await;
     for id in [&s.far_retry, &s.expired_lease, &s.never_queued] {
         let r = store.get(id).await.unwrap().unwrap();
@@ -209,13 +223,18 @@ async fn sweeper_recovers_everything_left_behind(store: Arc<dyn DeliveryStore>, 
     assert_eq!(graph.received_requests().await.unwrap().len(), 3);
     // Nothing is left for a third sweep.
     let c = sweep(&sweep_ctx, Instant::now() + MINUTE).await.unwrap();
-    assert_eq!((c.examined, c.requeued, c.recovered, c.dead), (0, 0, 0, 0), "{c:?}");
+    assert_eq!(
+        (c.examined, c.requeued, c.recovered, c.dead),
+        (0, 0, 0, 0),
+        "{c:?}"
+    );
 }
 
 #[tokio::test]
 async fn embedded_sweeper_recovers_everything_left_behind() {
     let db = EmbeddedDb::in_memory().unwrap();
-    sweeper_recovers_everything_left_behind(Arc::new(db.store()), Arc::new(db.queue("outbound"))).await;
+    sweeper_recovers_everything_left_behind(Arc::new(db.store()), Arc::new(db.queue("outbound")))
+        .await;
 }
 
 #[tokio::test]
@@ -263,16 +282,29 @@ async fn an_ambiguous_send_is_settled_by_its_status_webhook_without_a_second_cal
         .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(2)))
         .mount(&graph)
         .await;
-    let ctx = dispatch_ctx(store.clone(), Arc::new(outbound.clone()), &graph, Duration::from_millis(200), MINUTE);
+    let ctx = dispatch_ctx(
+        store.clone(),
+        Arc::new(outbound.clone()),
+        &graph,
+        Duration::from_millis(200),
+        MINUTE,
+    );
     let r = record(Timestamp::now());
     store.create(&r).await.unwrap();
-    let job = serde_json::to_string(&carteiro_shared::domain::DispatchJob::new(r.id.clone(), None)).unwrap();
+    let job = serde_json::to_string(&carteiro_shared::domain::DispatchJob::new(
+        r.id.clone(),
+        None,
+    ))
+    .unwrap();
     dispatch::dispatch(&ctx, &job).await.unwrap();
     let after = store.get(&r.id).await.unwrap().unwrap();
     assert_eq!(after.status, DeliveryStatus::RetryScheduled);
     assert_eq!(after.attempts[0].outcome, UNKNOWN_OUTCOME);
     let wait = after.next_attempt_at.unwrap().as_millis() - Timestamp::now().as_millis();
-    assert!(wait > 55_000, "waits the reconciliation window, {wait} ms left");
+    assert!(
+        wait > 55_000,
+        "waits the reconciliation window, {wait} ms left"
+    );
 
     // Meta's `sent` arrives with our id in biz_opaque_callback_data.
     let inbound = carteiro_shared::inbound::InboundContext {
@@ -280,43 +312,93 @@ async fn an_ambiguous_send_is_settled_by_its_status_webhook_without_a_second_cal
         clock: Arc::new(SystemClock),
         settings: Default::default(),
     };
-    let payload = carteiro_e2e::webhooks::status_payload("wamid.AMBIGUOUS", "sent", 1_730_000_000, Some(r.id.as_str()));
+    let payload = carteiro_e2e::webhooks::status_payload(
+        "wamid.AMBIGUOUS",
+        "sent",
+        1_730_000_000,
+        Some(r.id.as_str()),
+    );
     let events = carteiro_shared::domain::webhook::WebhookPayload::from_slice(&payload)
         .unwrap()
         .into_events();
     for e in events {
-        carteiro_shared::inbound::process(&inbound, &serde_json::to_string(&e).unwrap()).await.unwrap();
+        carteiro_shared::inbound::process(&inbound, &serde_json::to_string(&e).unwrap())
+            .await
+            .unwrap();
     }
     let settled = store.get(&r.id).await.unwrap().unwrap();
     assert_eq!(settled.status, DeliveryStatus::Sent);
-    assert_eq!(settled.attempts[0].settled.as_deref(), Some("status_webhook"));
+    assert_eq!(
+        settled.attempts[0].settled.as_deref(),
+        Some("status_webhook")
+    );
     // The delayed retry job, when it comes, finds nothing to send.
     drain(&ctx, &outbound).await;
-    let job = carteiro_shared::domain::DispatchJob::new(r.id.clone(), None).for_retry_at(after.next_attempt_at.unwrap());
-    let d = dispatch::dispatch(&ctx, &serde_json::to_string(&job).unwrap()).await.unwrap();
+    let job = carteiro_shared::domain::DispatchJob::new(r.id.clone(), None)
+        .for_retry_at(after.next_attempt_at.unwrap());
+    let d = dispatch::dispatch(&ctx, &serde_json::to_string(&job).unwrap())
+        .await
+        .unwrap();
     assert!(matches!(d, dispatch::Dispatched::Skipped(_)), "{d:?}");
     assert_eq!(graph.received_requests().await.unwrap().len(), 1);
 }
 
 async fn redrive_moves_dead_letters_back(dlq: &dyn Queue, source: &dyn Queue) {
     for i in 0..3 {
-        dlq.send_batch(&[OutgoingMessage::new(format!("{{\"n\":{i}}}"))]).await.unwrap();
+        dlq.send_batch(&[OutgoingMessage::new(format!("{{\"n\":{i}}}"))])
+            .await
+            .unwrap();
     }
-    let dry = redrive(dlq, source, RedriveFilter { dry_run: true, ..Default::default() }).await.unwrap();
+    let dry = redrive(
+        dlq,
+        source,
+        RedriveFilter {
+            dry_run: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(dry.moved.len(), 3);
-    assert!(source.receive(10, Duration::from_secs(1)).await.unwrap().is_empty(), "a dry run moves nothing");
+    assert!(
+        source
+            .receive(10, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a dry run moves nothing"
+    );
     // A window that ended an hour ago matches none of them.
     tokio::time::sleep(Duration::from_secs(6)).await; // the dry run's look-visibility
-    let none = redrive(dlq, source, RedriveFilter { until: Some(ago(60 * MINUTE)), ..Default::default() }).await.unwrap();
+    let none = redrive(
+        dlq,
+        source,
+        RedriveFilter {
+            until: Some(ago(60 * MINUTE)),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!((none.moved.len(), none.skipped), (0, 3));
-    assert!(source.receive(10, Duration::from_secs(1)).await.unwrap().is_empty());
+    assert!(
+        source
+            .receive(10, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn redrive_all(dlq: &dyn Queue, source: &dyn Queue) {
     for i in 0..3 {
-        dlq.send_batch(&[OutgoingMessage::new(format!("{{\"n\":{i}}}"))]).await.unwrap();
+        dlq.send_batch(&[OutgoingMessage::new(format!("{{\"n\":{i}}}"))])
+            .await
+            .unwrap();
     }
-    let report = redrive(dlq, source, RedriveFilter::default()).await.unwrap();
+    let report = redrive(dlq, source, RedriveFilter::default())
+        .await
+        .unwrap();
     assert_eq!(report.moved.len(), 3);
     let mut bodies = Vec::new();
     loop {
@@ -328,7 +410,13 @@ async fn redrive_all(dlq: &dyn Queue, source: &dyn Queue) {
     }
     bodies.sort();
     assert_eq!(bodies, ["{\"n\":0}", "{\"n\":1}", "{\"n\":2}"]);
-    assert!(dlq.receive(10, Duration::from_secs(1)).await.unwrap().is_empty(), "the dead-letter queue is empty");
+    assert!(
+        dlq.receive(10, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .is_empty(),
+        "the dead-letter queue is empty"
+    );
 }
 
 #[tokio::test]
@@ -343,8 +431,105 @@ async fn aws_redrive_moves_dead_letters_back_and_dry_run_moves_nothing() {
     let m = moto();
     let sqs = aws_sdk_sqs::Client::new(&m.sdk_config().await);
     let q = |url: String| SqsQueue::new(sqs.clone(), url);
-    let (a, adlq) = (q(m.create_queue("a").await), q(m.create_queue("a-dlq").await));
+    let (a, adlq) = (
+        q(m.create_queue("a").await),
+        q(m.create_queue("a-dlq").await),
+    );
     redrive_moves_dead_letters_back(&adlq, &a).await;
-    let (b, bdlq) = (q(m.create_queue("b").await), q(m.create_queue("b-dlq").await));
+    let (b, bdlq) = (
+        q(m.create_queue("b").await),
+        q(m.create_queue("b-dlq").await),
+    );
     redrive_all(&bdlq, &b).await;
+}
+
+/// The real embedded queue behind a switch that makes sends fail, as an SQS outage would.
+#[derive(Debug)]
+struct Outage {
+    inner: carteiro_shared::adapters::embedded::EmbeddedQueue,
+    down: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Queue for Outage {
+    async fn send_batch(
+        &self,
+        m: &[OutgoingMessage],
+    ) -> Result<(), carteiro_shared::ports::QueueError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(carteiro_shared::ports::QueueError::Unavailable(
+                "injected outage".into(),
+            ));
+        }
+        self.inner.send_batch(m).await
+    }
+    async fn receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<carteiro_shared::ports::ReceivedMessage>, carteiro_shared::ports::QueueError>
+    {
+        self.inner.receive(max, visibility).await
+    }
+    async fn ack(&self, receipt: &str) -> Result<(), carteiro_shared::ports::QueueError> {
+        self.inner.ack(receipt).await
+    }
+}
+
+#[tokio::test]
+async fn a_queue_outage_leaves_a_queued_record_and_the_idempotent_retry_queues_its_job() {
+    use carteiro_e2e::webhooks::{API_KEY, API_KEY_ID};
+    use carteiro_shared::send_api::{self, SendApiContext};
+    let db = EmbeddedDb::in_memory().unwrap();
+    let queue = Arc::new(Outage {
+        inner: db.queue("outbound"),
+        down: std::sync::atomic::AtomicBool::new(true),
+    });
+    let ctx = SendApiContext {
+        store: Arc::new(db.store()),
+        outbound: queue.clone(),
+        secrets: Secrets::new(Arc::new(FileSecretSource::from_json(json!({
+            "api_keys": {"keys": [{"id": API_KEY_ID, "key": API_KEY}]}
+        })))),
+        clock: Arc::new(SystemClock),
+        templates: Arc::new(carteiro_shared::providers::templates::EmailTemplates::embedded()),
+        settings: Default::default(),
+    };
+    let post = || {
+        http::Request::builder()
+            .method("POST")
+            .uri("/v1/messages")
+            .header("authorization", format!("Bearer {API_KEY}"))
+            .header("content-type", "application/json")
+            .header("idempotency-key", "outage-1")
+            .body(bytes::Bytes::from_static(
+                br#"{"channel":"whatsapp","to":"+5511999990001","text":{"body":"hi"}}"#,
+            ))
+            .unwrap()
+    };
+    let res = send_api::handle(&ctx, post()).await;
+    assert_eq!(res.status().as_u16(), 503);
+    let body: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+    assert_eq!(body["error"]["code"], "queue_unavailable");
+    // The record was written first and stays queued, marked as never queued.
+    let due = db.store().list_due(Timestamp::now(), 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    let record = db.store().get(&due[0].id).await.unwrap().unwrap();
+    assert_eq!(record.status, DeliveryStatus::Queued);
+    assert!(record.job_not_queued);
+    assert_eq!(db.queue("outbound").counts().await.unwrap().visible, 0);
+
+    queue.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let res = send_api::handle(&ctx, post()).await;
+    assert_eq!(res.status().as_u16(), 202);
+    let body: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+    assert_eq!(body["id"], record.id.as_str());
+    assert_eq!(
+        db.queue("outbound").counts().await.unwrap().visible,
+        1,
+        "the retry queued the job"
+    );
+    // A third identical request answers the same and queues nothing more.
+    assert_eq!(send_api::handle(&ctx, post()).await.status().as_u16(), 202);
+    assert_eq!(db.queue("outbound").counts().await.unwrap().visible, 1);
 }

@@ -6,13 +6,13 @@
 use carteiro_shared::adapters::embedded::EmbeddedDb;
 use carteiro_shared::adapters::file_secrets::FileSecretSource;
 use carteiro_shared::batch::QueuedEvent;
-use carteiro_shared::providers::{self, smtp_from_secrets::SmtpFromSecrets};
 use carteiro_shared::dispatch::{self, DispatchContext, DispatchSettings};
 use carteiro_shared::domain::{DeliveryStatus, MessageId};
 use carteiro_shared::ports::{DeliveryStore, Queue, SystemClock};
 use carteiro_shared::providers::email::{MailerOptions, SmtpSettings};
 use carteiro_shared::providers::templates::EmailTemplates;
 use carteiro_shared::providers::whatsapp::{GraphClient, GraphSettings};
+use carteiro_shared::providers::{self, smtp_from_secrets::SmtpFromSecrets};
 use carteiro_shared::resilience::RetryPolicy;
 use carteiro_shared::secrets::Secrets;
 use carteiro_shared::send_api::{self, SendApiContext, SendApiSettings};
@@ -149,10 +149,7 @@ async fn n_unique_messages_in_n_unique_acceptances_out_despite_provider_faults()
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         }
-        let events: Vec<QueuedEvent> = batch
-            .iter()
-            .map(QueuedEvent::from)
-            .collect();
+        let events: Vec<QueuedEvent> = batch.iter().map(QueuedEvent::from).collect();
         let failed = dispatch::process_batch(&dispatch, &events).await;
         assert!(failed.is_empty(), "infrastructure failures: {failed:?}");
         for m in &batch {

@@ -9,6 +9,7 @@ mod hostile;
 mod intake_aws;
 mod intake_local;
 mod ledger;
+mod operator;
 mod send_aws;
 mod send_email_local;
 mod send_hostile;

@@ -18,7 +18,11 @@ pub async fn context_from_env(env: Env<'_>) -> Result<SweepContext, ConfigError>
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     Ok(SweepContext {
         store: Arc::new(DynamoStore::from_env(&sdk, env)?),
-        outbound: Arc::new(SqsQueue::from_env(&sdk, env, "CARTEIRO_OUTBOUND_QUEUE_URL")?),
+        outbound: Arc::new(SqsQueue::from_env(
+            &sdk,
+            env,
+            "CARTEIRO_OUTBOUND_QUEUE_URL",
+        )?),
         clock: Arc::new(SystemClock),
         dispatch: DispatchSettings::from_env(env)?,
         settings: SweepSettings::from_env(env)?,

@@ -95,7 +95,10 @@ enum Claim {
     Refused(ClaimRefused),
 }
 
-async fn dispatch_job(ctx: &DispatchContext, job: DispatchJob) -> Result<Dispatched, DispatchError> {
+async fn dispatch_job(
+    ctx: &DispatchContext,
+    job: DispatchJob,
+) -> Result<Dispatched, DispatchError> {
     let now = ctx.clock.now();
     let lease = ctx.settings.lease;
     let policy = &ctx.settings.retry;
@@ -105,7 +108,9 @@ async fn dispatch_job(ctx: &DispatchContext, job: DispatchJob) -> Result<Dispatc
         }
         match record.claim(now, lease) {
             Ok(n) => Change::Write(Claim::Claimed(n)),
-            Err(ClaimRefused::NotDue { next_attempt_at }) => Change::Keep(Claim::NotDue(next_attempt_at)),
+            Err(ClaimRefused::NotDue { next_attempt_at }) => {
+                Change::Keep(Claim::NotDue(next_attempt_at))
+            }
             Err(refused) => Change::Keep(Claim::Refused(refused)),
         }
     })
@@ -153,7 +158,15 @@ async fn dispatch_job(ctx: &DispatchContext, job: DispatchJob) -> Result<Dispatc
         )),
     };
     let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let (attempt, result) = judge(policy, &record, number, started_at, latency_ms, outcome, ctx.clock.now());
+    let (attempt, result) = judge(
+        policy,
+        &record,
+        number,
+        started_at,
+        latency_ms,
+        outcome,
+        ctx.clock.now(),
+    );
     let finished = update_from(ctx.store.as_ref(), record, |r| {
         r.finish_attempt(attempt.clone(), result.clone(), ctx.clock.now());
         Change::Write(())
@@ -184,13 +197,23 @@ async fn dispatch_job(ctx: &DispatchContext, job: DispatchJob) -> Result<Dispatc
 /// For a record nobody is working on: turns an expired lease into a scheduled retry after the
 /// reconciliation window (the attempt's fate is unknown), and gives up a message that has
 /// spent its attempts or outlived its maximum age. True when it changed the record.
-pub fn recover_or_give_up(record: &mut DeliveryRecord, now: Timestamp, policy: &RetryPolicy) -> bool {
+pub fn recover_or_give_up(
+    record: &mut DeliveryRecord,
+    now: Timestamp,
+    policy: &RetryPolicy,
+) -> bool {
     let mut changed = record.recover_expired_lease(now, policy.unknown_wait);
-    if !matches!(record.status, DeliveryStatus::Queued | DeliveryStatus::RetryScheduled) {
+    if !matches!(
+        record.status,
+        DeliveryStatus::Queued | DeliveryStatus::RetryScheduled
+    ) {
         return changed;
     }
     let spent = record.attempts_in_budget() >= policy.max_attempts(record.retry.as_ref());
-    let too_old = now > record.budget_started().plus(policy.max_age(record.retry.as_ref()));
+    let too_old = now
+        > record
+            .budget_started()
+            .plus(policy.max_age(record.retry.as_ref()));
     if spent || too_old {
         let (code, message) = if spent {
             ("attempts_exhausted", "every attempt allowed was made")
@@ -203,9 +226,20 @@ pub fn recover_or_give_up(record: &mut DeliveryRecord, now: Timestamp, policy: &
     changed
 }
 
-async fn enqueue_when_due(ctx: &DispatchContext, job: &DispatchJob, at: Timestamp) -> Result<(), QueueError> {
+async fn enqueue_when_due(
+    ctx: &DispatchContext,
+    job: &DispatchJob,
+    at: Timestamp,
+) -> Result<(), QueueError> {
     let job = job.clone().for_retry_at(at);
-    enqueue_for(ctx.outbound.as_ref(), &job, at, ctx.clock.now(), ctx.settings.queue_max_delay).await
+    enqueue_for(
+        ctx.outbound.as_ref(),
+        &job,
+        at,
+        ctx.clock.now(),
+        ctx.settings.queue_max_delay,
+    )
+    .await
 }
 
 /// Puts the job for an attempt due `at` on the queue, delayed until then, when that is within
@@ -225,7 +259,11 @@ pub async fn enqueue_for(
 }
 
 /// Puts a dispatch job on the outbound queue after `wait`.
-pub async fn enqueue(outbound: &dyn Queue, job: &DispatchJob, wait: Duration) -> Result<(), QueueError> {
+pub async fn enqueue(
+    outbound: &dyn Queue,
+    job: &DispatchJob,
+    wait: Duration,
+) -> Result<(), QueueError> {
     // Queue delays are whole seconds; rounding down would deliver the job before it is due.
     let wait = Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
     let body = serde_json::to_string(job).map_err(|e| QueueError::Unavailable(e.to_string()))?;

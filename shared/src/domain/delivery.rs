@@ -488,7 +488,11 @@ impl DeliveryRecord {
     /// write conflict: a status webhook that got there first (the provider's `sent` can beat
     /// our own write) keeps its higher rank, and the attempt is recorded once.
     pub fn finish_attempt(&mut self, attempt: Attempt, result: AttemptResult, now: Timestamp) {
-        match self.attempts.iter_mut().find(|a| a.number == attempt.number) {
+        match self
+            .attempts
+            .iter_mut()
+            .find(|a| a.number == attempt.number)
+        {
             // The sweeper logged this attempt as unknown when its lease ran out; this is what
             // actually happened.
             Some(known) if known.provider_code.as_deref() == Some("lease_expired") => {

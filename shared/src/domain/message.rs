@@ -314,7 +314,10 @@ fn parse_retry(v: Option<&Value>) -> Result<Option<RetryLimits>> {
         Some(Value::Object(o)) => o,
         Some(_) => return Err(ValidationError::invalid("retry", "must be an object")),
     };
-    if let Some(key) = obj.keys().find(|k| !matches!(k.as_str(), "max_attempts" | "max_age")) {
+    if let Some(key) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "max_attempts" | "max_age"))
+    {
         return Err(ValidationError::invalid(
             format!("retry.{key}"),
             "unknown field (use max_attempts and max_age)",
@@ -338,7 +341,10 @@ fn parse_retry(v: Option<&Value>) -> Result<Option<RetryLimits>> {
             let d = crate::domain::time::parse_duration(s)
                 .map_err(|e| ValidationError::invalid("retry.max_age", e))?;
             if d.is_zero() {
-                return Err(ValidationError::invalid("retry.max_age", "must be more than 0s"));
+                return Err(ValidationError::invalid(
+                    "retry.max_age",
+                    "must be more than 0s",
+                ));
             }
             Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         }

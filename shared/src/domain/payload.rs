@@ -4,8 +4,8 @@
 //! readable after the shape of a newer one changes.
 
 use crate::domain::delivery::Channel;
-use crate::domain::message::{EmailMessage, OutboundMessage};
 use crate::domain::ids::MessageId;
+use crate::domain::message::{EmailMessage, OutboundMessage};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

@@ -21,9 +21,9 @@ use crate::domain::time::Timestamp;
 use crate::ports::clock::Clock;
 use crate::ports::store::{DeliveryStore, InsertOutcome, KeptKind, KeptRecord, StoreError};
 use crate::ports::update::{Change, UpdateError, update_from};
-use tracing::Instrument;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use tracing::Instrument;
 
 /// How many events of one batch are processed at once.
 const CONCURRENCY: usize = 10;

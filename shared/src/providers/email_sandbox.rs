@@ -5,8 +5,8 @@
 use crate::domain::ids::MessageId;
 use crate::domain::message::EmailMessage;
 use crate::domain::payload::DeliveryPayload;
-use crate::ports::provider::Provider;
 use crate::domain::time::Timestamp;
+use crate::ports::provider::Provider;
 use crate::providers::SendOutcome;
 use crate::providers::email::{
     EmailSender, MailerOptions, SmtpConfigError, SmtpMailer, SmtpSettings,

@@ -38,7 +38,10 @@ pub fn wrong_channel(payload: &crate::domain::payload::DeliveryPayload) -> SendF
     SendFailure::carteiro(
         FailureClass::Permanent,
         "wrong_channel",
-        format!("a {:?} payload reached another channel's provider", payload.channel()),
+        format!(
+            "a {:?} payload reached another channel's provider",
+            payload.channel()
+        ),
     )
 }
 

@@ -28,10 +28,10 @@
 
 use crate::config::{ConfigError, Env};
 use crate::domain::delivery::DeliveryError;
-use crate::domain::time::Timestamp;
-use crate::domain::webhook::MetaError;
 use crate::domain::ids::MessageId;
 use crate::domain::payload::DeliveryPayload;
+use crate::domain::time::Timestamp;
+use crate::domain::webhook::MetaError;
 use crate::ports::provider::Provider;
 use crate::providers::{FailureClass, SendFailure, SendOutcome};
 use crate::secrets::{Secrets, WhatsAppSecret};

@@ -52,7 +52,12 @@ fn parse_default() -> Vec<Duration> {
 
 impl RetryPolicy {
     /// `schedule` must not be empty (the configuration refuses an empty one).
-    pub fn new(schedule: Vec<Duration>, jitter: f64, max_age: Duration, unknown_wait: Duration) -> Self {
+    pub fn new(
+        schedule: Vec<Duration>,
+        jitter: f64,
+        max_age: Duration,
+        unknown_wait: Duration,
+    ) -> Self {
         Self {
             schedule,
             jitter: jitter.clamp(0.0, 1.0),
@@ -78,7 +83,9 @@ impl RetryPolicy {
     pub fn max_age(&self, limits: Option<&RetryLimits>) -> Duration {
         limits
             .and_then(|l| l.max_age_ms)
-            .map_or(self.max_age, |ms| Duration::from_millis(ms).min(self.max_age))
+            .map_or(self.max_age, |ms| {
+                Duration::from_millis(ms).min(self.max_age)
+            })
     }
 
     /// The wait after the `failed`-th failed attempt of the budget, or `None` when the message
@@ -170,7 +177,10 @@ mod tests {
                 );
             }
         }
-        assert_eq!(p.next_delay(9, FailureClass::Retryable, None, &mut rng), None);
+        assert_eq!(
+            p.next_delay(9, FailureClass::Retryable, None, &mut rng),
+            None
+        );
         assert_eq!(p.max_attempts(None), 9);
     }
 
@@ -180,19 +190,36 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         let now = Timestamp::from_secs(1_000);
         let next = |failed| {
-            p.next_attempt_at(failed, FailureClass::Retryable, None, None, now, now, &mut StdRng::seed_from_u64(1))
+            p.next_attempt_at(
+                failed,
+                FailureClass::Retryable,
+                None,
+                None,
+                now,
+                now,
+                &mut StdRng::seed_from_u64(1),
+            )
         };
         assert_eq!(next(1), Some(now.plus(Duration::from_secs(2))));
         assert_eq!(next(2), Some(now.plus(Duration::from_secs(2))));
         assert_eq!(next(3), None, "three attempts, then dead");
-        assert_eq!(p.next_delay(3, FailureClass::Retryable, None, &mut rng), None);
+        assert_eq!(
+            p.next_delay(3, FailureClass::Retryable, None, &mut rng),
+            None
+        );
     }
 
     #[test]
     fn a_message_may_ask_for_fewer_attempts_and_a_shorter_age_never_more() {
         let p = policy("0s,1s,1s,1s,1s", 0.0);
-        let few = RetryLimits { max_attempts: Some(2), max_age_ms: Some(1_000) };
-        let many = RetryLimits { max_attempts: Some(50), max_age_ms: Some(u64::MAX) };
+        let few = RetryLimits {
+            max_attempts: Some(2),
+            max_age_ms: Some(1_000),
+        };
+        let many = RetryLimits {
+            max_attempts: Some(50),
+            max_age_ms: Some(u64::MAX),
+        };
         assert_eq!(p.max_attempts(Some(&few)), 2);
         assert_eq!(p.max_attempts(Some(&many)), 5);
         assert_eq!(p.max_age(Some(&few)), Duration::from_secs(1));
@@ -200,9 +227,31 @@ mod tests {
         let now = Timestamp::from_secs(1_000);
         let mut rng = StdRng::seed_from_u64(1);
         // The retry would start 1 s after creation: just inside a 1 s age.
-        assert!(p.next_attempt_at(1, FailureClass::Retryable, None, Some(&few), now, now, &mut rng).is_some());
+        assert!(
+            p.next_attempt_at(
+                1,
+                FailureClass::Retryable,
+                None,
+                Some(&few),
+                now,
+                now,
+                &mut rng
+            )
+            .is_some()
+        );
         let later = now.plus(Duration::from_millis(1));
-        assert_eq!(p.next_attempt_at(1, FailureClass::Retryable, None, Some(&few), now, later, &mut rng), None);
+        assert_eq!(
+            p.next_attempt_at(
+                1,
+                FailureClass::Retryable,
+                None,
+                Some(&few),
+                now,
+                later,
+                &mut rng
+            ),
+            None
+        );
     }
 
     #[test]
@@ -220,10 +269,24 @@ mod tests {
             .filter_map(|n| p.next_delay(n, FailureClass::PairLimited, None, &mut rng))
             .collect();
         assert_eq!(waits, [1, 4, 16, 64].map(Duration::from_secs));
-        let d = p.next_delay(1, FailureClass::Throttled, Some(Duration::from_secs(60)), &mut rng);
+        let d = p.next_delay(
+            1,
+            FailureClass::Throttled,
+            Some(Duration::from_secs(60)),
+            &mut rng,
+        );
         assert_eq!(d, Some(Duration::from_secs(60)));
-        let d = p.next_delay(1, FailureClass::Throttled, Some(Duration::from_secs(86_400)), &mut rng);
-        assert_eq!(d, Some(MAX_RETRY_AFTER), "a day-long Retry-After is clamped");
+        let d = p.next_delay(
+            1,
+            FailureClass::Throttled,
+            Some(Duration::from_secs(86_400)),
+            &mut rng,
+        );
+        assert_eq!(
+            d,
+            Some(MAX_RETRY_AFTER),
+            "a day-long Retry-After is clamped"
+        );
     }
 
     #[test]

@@ -8,15 +8,15 @@
 use crate::domain::delivery::{
     ActionRefused, Attempt, DeliveryError, DeliveryRecord, DeliveryStatus, ProviderEvent,
 };
-use crate::domain::payload::DeliveryPayload;
-use crate::ports::update::{Change, UpdateError, update_record};
 use crate::domain::ids::MessageId;
 use crate::domain::message::{EmailBody, OutboundMessage, SendRequest, ValidationError};
+use crate::domain::payload::DeliveryPayload;
 use crate::domain::time::Timestamp;
 use crate::http::{self, ApiError, ApiRequest, ApiResponse};
 use crate::ports::clock::Clock;
 use crate::ports::queue::{OutgoingMessage, Queue};
 use crate::ports::store::{CreateOutcome, DeliveryStore, InsertOutcome, KeptKind, KeptRecord};
+use crate::ports::update::{Change, UpdateError, update_record};
 use crate::providers::templates::EmailTemplates;
 use crate::secrets::Secrets;
 use ::http::{HeaderMap, Method, StatusCode, header};
@@ -119,7 +119,9 @@ async fn operate(
     .await
     .map_err(|e| match e {
         UpdateError::Store(e) => store_unavailable(e),
-        UpdateError::Contended(_) => ApiError::unavailable("store_unavailable", "the message is changing; retry"),
+        UpdateError::Contended(_) => {
+            ApiError::unavailable("store_unavailable", "the message is changing; retry")
+        }
     })?
     .ok_or_else(ApiError::not_found)?;
     match updated.value {
@@ -129,7 +131,10 @@ async fn operate(
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "not_cancellable",
-                format!("a {} message cannot be cancelled", updated.record.status.as_str()),
+                format!(
+                    "a {} message cannot be cancelled",
+                    updated.record.status.as_str()
+                ),
             ));
         }
         Err(Some(ActionRefused::NotRetryable)) => {
@@ -145,7 +150,10 @@ async fn operate(
     }
     tracing::info!(id = %id, action, "operator action applied");
     if retry {
-        let job = DispatchJob::new(id.clone(), correlation_id.or(updated.record.correlation_id.clone()));
+        let job = DispatchJob::new(
+            id.clone(),
+            correlation_id.or(updated.record.correlation_id.clone()),
+        );
         queue_job(ctx, &job).await?;
     }
     Ok(view(StatusCode::OK, &updated.record))

@@ -156,8 +156,14 @@ async fn sweep_one(ctx: &SweepContext, due: &DueRecord) -> Result<Action, SweepE
         Action::Recovered => {
             if let Some(at) = record.next_attempt_at {
                 let job = job.for_retry_at(at);
-                enqueue_for(ctx.outbound.as_ref(), &job, at, now, ctx.dispatch.queue_max_delay)
-                    .await?;
+                enqueue_for(
+                    ctx.outbound.as_ref(),
+                    &job,
+                    at,
+                    now,
+                    ctx.dispatch.queue_max_delay,
+                )
+                .await?;
             }
         }
         Action::Nothing | Action::Dead => {}
@@ -175,7 +181,9 @@ fn waiting_too_long(
 ) -> bool {
     match r.status {
         DeliveryStatus::Queued => r.updated_at.plus(grace) <= now,
-        DeliveryStatus::RetryScheduled => r.next_attempt_at.is_some_and(|at| at.plus(overdue) <= now),
+        DeliveryStatus::RetryScheduled => {
+            r.next_attempt_at.is_some_and(|at| at.plus(overdue) <= now)
+        }
         _ => false,
     }
 }

@@ -10,8 +10,8 @@ use carteiro_shared::domain::message::{OutboundMessage, SendRequest};
 use carteiro_shared::domain::webhook::MetaError;
 use carteiro_shared::ports::secrets::{SecretError, SecretName, SecretSource};
 use carteiro_shared::providers::whatsapp::{
-    GraphClient, GraphSettings, SandboxOutbox, WhatsAppSender, classify, parse_error_body,
-    WhatsAppProvider,
+    GraphClient, GraphSettings, SandboxOutbox, WhatsAppProvider, WhatsAppSender, classify,
+    parse_error_body,
 };
 use carteiro_shared::providers::{FailureClass, SendFailure, SendOutcome};
 use carteiro_shared::secrets::{Secrets, WhatsAppSecret};
@@ -1239,9 +1239,8 @@ async fn send_with_token_refresh(
     body: &serde_json::Value,
 ) -> SendOutcome {
     let provider = WhatsAppProvider::new(Arc::new(client.clone()), secrets.clone());
-    let payload = carteiro_shared::domain::payload::DeliveryPayload::WhatsappGraphV1 {
-        body: body.clone(),
-    };
+    let payload =
+        carteiro_shared::domain::payload::DeliveryPayload::WhatsappGraphV1 { body: body.clone() };
     carteiro_shared::ports::send_refreshing_credentials(
         &provider,
         &carteiro_shared::domain::ids::MessageId::generate(),

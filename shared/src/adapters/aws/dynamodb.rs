@@ -362,7 +362,9 @@ impl DeliveryStore for DynamoStore {
         for shard in 0..DUE_SHARDS {
             let mut start: Option<Item> = None;
             while due.len() < limit {
-                let page = i32::try_from(limit - due.len()).unwrap_or(i32::MAX).min(1_000);
+                let page = i32::try_from(limit - due.len())
+                    .unwrap_or(i32::MAX)
+                    .min(1_000);
                 let out = self
                     .client
                     .query()

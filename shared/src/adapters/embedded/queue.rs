@@ -212,23 +212,25 @@ impl Queue for EmbeddedQueue {
         let mut rows = rows;
         rows.sort_by_key(|r| r.0);
         rows.into_iter()
-            .map(|(_, message_id, receipt_handle, body, attributes, count, sent_at)| {
-                let attributes: BTreeMap<String, String> = serde_json::from_str(&attributes)
-                    .map_err(|e| {
-                        QueueError::Unavailable(format!(
-                            "message {message_id} has unreadable attributes: {}",
-                            super::json_error(&e)
-                        ))
-                    })?;
-                Ok(ReceivedMessage {
-                    message_id,
-                    receipt_handle,
-                    body,
-                    attributes,
-                    receive_count: u32::try_from(count).unwrap_or(u32::MAX),
-                    sent_at: Some(crate::domain::time::Timestamp::from_millis(sent_at)),
-                })
-            })
+            .map(
+                |(_, message_id, receipt_handle, body, attributes, count, sent_at)| {
+                    let attributes: BTreeMap<String, String> = serde_json::from_str(&attributes)
+                        .map_err(|e| {
+                            QueueError::Unavailable(format!(
+                                "message {message_id} has unreadable attributes: {}",
+                                super::json_error(&e)
+                            ))
+                        })?;
+                    Ok(ReceivedMessage {
+                        message_id,
+                        receipt_handle,
+                        body,
+                        attributes,
+                        receive_count: u32::try_from(count).unwrap_or(u32::MAX),
+                        sent_at: Some(crate::domain::time::Timestamp::from_millis(sent_at)),
+                    })
+                },
+            )
             .collect()
     }
 
