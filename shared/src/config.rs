@@ -341,6 +341,7 @@ impl InboundSettings {
 }
 
 #[cfg(test)]
+#[allow(clippy::panic)]
 mod tests {
     use super::*;
 
