@@ -14,7 +14,9 @@ use carteiro_shared::adapters::file_secrets::FileSecretSource;
 use carteiro_shared::batch::QueuedEvent;
 use carteiro_shared::dispatch::{self, DispatchContext, DispatchSettings};
 use carteiro_shared::domain::delivery::{Channel, DeliveryRecord};
-use carteiro_shared::domain::{MessageId, Timestamp};
+use carteiro_shared::domain::message::SendRequest;
+use carteiro_shared::domain::payload::DeliveryPayload;
+use carteiro_shared::domain::{DeliveryStatus, MessageId, Timestamp};
 use carteiro_shared::ports::SystemClock;
 use carteiro_shared::providers::email::{MailerOptions, SmtpSettings};
 use carteiro_shared::providers::whatsapp::{GraphClient, GraphSettings};
@@ -80,13 +82,18 @@ async fn jobs(ctx: &DispatchContext, n: usize) -> Vec<QueuedEvent> {
     let mut events = Vec::with_capacity(n);
     for i in 0..n {
         let id = MessageId::generate();
-        let record = DeliveryRecord::new_queued(
+        let body = json!({"channel": "whatsapp", "to": "+5511999990001", "text": {"body": "Olá"}});
+        let mut record = DeliveryRecord::new_queued(
             id.clone(),
             Channel::Whatsapp,
             "+5511999990001",
-            json!({"channel": "whatsapp", "to": "+5511999990001", "text": {"body": "Olá"}}),
+            body.clone(),
             Timestamp::now(),
         );
+        let Ok(request) = SendRequest::parse(&body) else {
+            continue;
+        };
+        record.payload = Some(DeliveryPayload::build(&id, &request.message));
         if ctx.store.create(&record).await.is_err() {
             continue;
         }
@@ -107,8 +114,20 @@ async fn timed(fx: &Fixture, n: usize, iters: u64) -> Duration {
         let start = Instant::now();
         let failed = dispatch::process_batch(&fx.ctx, &events).await;
         total += start.elapsed();
-        if !failed.is_empty() {
-            eprintln!("{} jobs failed", failed.len());
+        // A regression that fails fast must not show as a speed-up: every job must have been
+        // sent by the provider.
+        assert!(failed.is_empty(), "{} jobs failed", failed.len());
+        for e in &events {
+            let job: DispatchJob = serde_json::from_str(&e.body).unwrap_or_else(|_| unreachable!());
+            let sent = fx
+                .ctx
+                .store
+                .get(&job.id)
+                .await
+                .ok()
+                .flatten()
+                .map(|r| r.status);
+            assert_eq!(sent, Some(DeliveryStatus::Sent), "bench record not sent");
         }
     }
     total

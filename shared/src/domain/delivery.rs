@@ -732,18 +732,64 @@ mod tests {
             r.clone().claim(now, LEASE),
             Err(ClaimRefused::InFlight { .. })
         ));
-        // The worker died: once the lease is over another may take it, as attempt 2.
-        r.attempts.push(Attempt {
-            outcome: "unknown".into(),
-            ..attempt(1)
-        });
+        // The worker died. Even after its lease, no claim: the outcome is unknown, so the
+        // record first waits the reconciliation window for a status webhook.
+        let expired = now.plus(LEASE).plus(std::time::Duration::from_secs(1));
+        assert!(matches!(
+            r.clone().claim(expired, LEASE),
+            Err(ClaimRefused::InFlight { .. })
+        ));
+        let wait = std::time::Duration::from_secs(60);
+        assert!(r.recover_expired_lease(expired, wait));
+        assert_eq!(r.status, DeliveryStatus::RetryScheduled);
+        assert_eq!(r.attempts[0].outcome, UNKNOWN_OUTCOME);
+        assert_eq!(r.next_attempt_at, Some(now.plus(LEASE).plus(wait)));
+        assert!(matches!(
+            r.clone().claim(expired, LEASE),
+            Err(ClaimRefused::NotDue { .. })
+        ));
+        // No status came: attempt 2 may duplicate, and the log says so.
+        assert_eq!(r.claim(now.plus(LEASE).plus(wait), LEASE), Ok(2));
+        assert_eq!(r.attempts[0].settled.as_deref(), Some("retried"));
+    }
+
+    #[test]
+    fn a_status_in_the_window_settles_an_unknown_attempt_as_sent() {
+        let mut r = record();
+        let now = Timestamp::from_secs(2_000);
+        r.claim(now, LEASE).ok();
+        let expired = now.plus(LEASE).plus(std::time::Duration::from_secs(1));
+        r.recover_expired_lease(expired, std::time::Duration::from_secs(60));
+        r.apply_status(&update("sent", 2_010), expired);
+        assert_eq!(r.status, DeliveryStatus::Sent);
+        assert_eq!(r.attempts[0].settled.as_deref(), Some("status_webhook"));
+        assert_eq!(r.next_attempt_at, None);
         assert_eq!(
-            r.claim(
-                now.plus(LEASE).plus(std::time::Duration::from_secs(1)),
-                LEASE
-            ),
-            Ok(2)
+            r.claim(expired, LEASE),
+            Err(ClaimRefused::Terminal),
+            "nothing is sent again"
         );
+    }
+
+    #[test]
+    fn cancel_and_retry_follow_the_operator_rules() {
+        let mut r = record();
+        let now = Timestamp::from_secs(3_000);
+        assert_eq!(r.retry_fresh(now), Err(ActionRefused::NotRetryable));
+        assert_eq!(r.cancel(now), Ok(()));
+        assert_eq!(r.status, DeliveryStatus::Cancelled);
+        assert_eq!(r.cancel(now), Err(ActionRefused::NotCancellable));
+        assert_eq!(r.claim(now, LEASE), Err(ClaimRefused::Cancelled));
+        let mut dead = record();
+        dead.attempts = vec![attempt(1), attempt(2)];
+        dead.status = DeliveryStatus::Dead;
+        assert_eq!(dead.retry_fresh(now), Ok(()));
+        assert_eq!(
+            (dead.status, dead.attempts_in_budget()),
+            (DeliveryStatus::Queued, 0)
+        );
+        assert_eq!(dead.budget_started(), now);
+        assert_eq!(dead.claim(now, LEASE), Ok(3));
     }
 
     #[test]
