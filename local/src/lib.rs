@@ -14,16 +14,13 @@ pub mod sweeper;
 use carteiro_shared::adapters::embedded::EmbeddedDb;
 use carteiro_shared::adapters::file_secrets::FileSecretSource;
 use carteiro_shared::dispatch::DispatchContext;
-use carteiro_shared::domain::delivery::Channel;
 use carteiro_shared::inbound::InboundContext;
 use carteiro_shared::intake::IntakeContext;
-use carteiro_shared::ports::{Clock, DeliveryStore, Provider, Providers, Queue, SystemClock};
+use carteiro_shared::ports::{Clock, DeliveryStore, Provider, Queue, SystemClock};
 use carteiro_shared::providers::email_sandbox::EmailOutbox;
 use carteiro_shared::providers::smtp_from_secrets::SmtpFromSecrets;
 use carteiro_shared::providers::templates::EmailTemplates;
-use carteiro_shared::providers::whatsapp::{
-    GraphClient, SandboxOutbox, WhatsAppProvider, WhatsAppSender,
-};
+use carteiro_shared::providers::whatsapp::{GraphClient, SandboxOutbox, WhatsAppSender};
 use carteiro_shared::secrets::Secrets;
 use carteiro_shared::send_api::SendApiContext;
 use carteiro_shared::sweeper::SweepContext;
@@ -135,12 +132,7 @@ impl Application {
             (outbox.clone(), Some(outbox))
         };
         let settings = &config.settings;
-        let providers = Providers::new()
-            .with(
-                Channel::Whatsapp,
-                Arc::new(WhatsAppProvider::new(whatsapp, secrets.clone())),
-            )
-            .with(Channel::Email, email);
+        let providers = carteiro_shared::providers::standard(&secrets, whatsapp, email);
         let gateway = Gateway {
             intake: IntakeContext {
                 queue: Arc::new(db.queue(INBOUND_QUEUE)),

@@ -4,15 +4,16 @@
 //! settled by a status webhook, and redrive.
 
 use carteiro_e2e::moto::moto;
-use carteiro_e2e::webhooks::{ACCESS_TOKEN, PHONE_NUMBER_ID, whatsapp_secret_json};
+use carteiro_e2e::webhooks::{
+    ACCESS_TOKEN, PHONE_NUMBER_ID, queued_whatsapp_record, whatsapp_secret_json,
+};
 use carteiro_shared::adapters::aws::{DynamoStore, SqsQueue};
 use carteiro_shared::adapters::embedded::EmbeddedDb;
 use carteiro_shared::adapters::file_secrets::FileSecretSource;
 use carteiro_shared::batch::QueuedEvent;
 use carteiro_shared::config::{DispatchSettings, SweepSettings};
 use carteiro_shared::dispatch::{self, DispatchContext};
-use carteiro_shared::domain::delivery::{Attempt, Channel, DeliveryRecord, UNKNOWN_OUTCOME};
-use carteiro_shared::domain::payload::DeliveryPayload;
+use carteiro_shared::domain::delivery::{Attempt, DeliveryRecord, UNKNOWN_OUTCOME};
 use carteiro_shared::domain::{DeliveryStatus, MessageId, Timestamp};
 use carteiro_shared::ports::{DeliveryStore, OutgoingMessage, Queue, SystemClock};
 use carteiro_shared::providers::email_sandbox::EmailOutbox;
@@ -50,19 +51,7 @@ fn ago(d: Duration) -> Timestamp {
 }
 
 fn record(created: Timestamp) -> DeliveryRecord {
-    let id = MessageId::generate();
-    let mut r = DeliveryRecord::new_queued(
-        id.clone(),
-        Channel::Whatsapp,
-        "+5511999990001",
-        json!({}),
-        created,
-    );
-    r.payload = Some(DeliveryPayload::WhatsappGraphV1 {
-        body: json!({"messaging_product": "whatsapp", "to": "5511999990001", "type": "text",
-                     "text": {"body": "hi"}, "biz_opaque_callback_data": id.as_str()}),
-    });
-    r
+    queued_whatsapp_record(created, "hi")
 }
 
 fn failed_attempt(n: u32, outcome: &str) -> Attempt {

@@ -3,9 +3,8 @@
 //! Idempotency-Key queues the job that never made it).
 
 use carteiro_e2e::local::spawn_app;
-use carteiro_e2e::webhooks::{API_KEY, API_KEY_ID, OTHER_API_KEY};
-use carteiro_shared::domain::delivery::{Channel, DeliveryError, DeliveryRecord};
-use carteiro_shared::domain::payload::DeliveryPayload;
+use carteiro_e2e::webhooks::{API_KEY, API_KEY_ID, OTHER_API_KEY, queued_whatsapp_record};
+use carteiro_shared::domain::delivery::DeliveryError;
 use carteiro_shared::domain::{DeliveryStatus, MessageId, Timestamp};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -23,19 +22,9 @@ async fn post(app: &carteiro_e2e::local::TestApp, path: &str, key: &str) -> (u16
 }
 
 async fn seeded(app: &carteiro_e2e::local::TestApp, status: DeliveryStatus) -> MessageId {
-    let id = MessageId::generate();
-    let mut r = DeliveryRecord::new_queued(
-        id.clone(),
-        Channel::Whatsapp,
-        "+5511999990001",
-        json!({}),
-        Timestamp::now(),
-    );
+    let mut r = queued_whatsapp_record(Timestamp::now(), "again");
+    let id = r.id.clone();
     r.api_key_id = Some(API_KEY_ID.to_owned());
-    r.payload = Some(DeliveryPayload::WhatsappGraphV1 {
-        body: json!({"messaging_product": "whatsapp", "to": "5511999990001", "type": "text",
-                     "text": {"body": "again"}, "biz_opaque_callback_data": id.as_str()}),
-    });
     r.status = status;
     if status == DeliveryStatus::RetryScheduled {
         r.next_attempt_at = Some(Timestamp::now().plus(Duration::from_secs(3_600)));

@@ -2,6 +2,7 @@
 //! status payloads built to order.
 
 use carteiro_shared::domain::delivery::{Channel, DeliveryRecord, DeliveryStatus};
+use carteiro_shared::domain::payload::DeliveryPayload;
 use carteiro_shared::domain::{MessageId, Timestamp};
 use serde_json::json;
 use std::path::PathBuf;
@@ -95,6 +96,24 @@ pub fn sent_record(wamid: &str) -> DeliveryRecord {
     record.status = DeliveryStatus::Sent;
     record.provider_message_id = Some(wamid.to_owned());
     record
+}
+
+/// A `queued` WhatsApp text record created at `created`, holding the Graph payload the send
+/// API would have built (Carteiro's id in `biz_opaque_callback_data`), as if just accepted.
+pub fn queued_whatsapp_record(created: Timestamp, text: &str) -> DeliveryRecord {
+    let id = MessageId::generate();
+    let mut r = DeliveryRecord::new_queued(
+        id.clone(),
+        Channel::Whatsapp,
+        "+5511999990001",
+        json!({}),
+        created,
+    );
+    r.payload = Some(DeliveryPayload::WhatsappGraphV1 {
+        body: json!({"messaging_product": "whatsapp", "to": "5511999990001", "type": "text",
+                     "text": {"body": text}, "biz_opaque_callback_data": id.as_str()}),
+    });
+    r
 }
 
 /// A fresh unique wamid.

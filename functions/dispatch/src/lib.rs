@@ -5,12 +5,12 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use carteiro_shared::adapters::aws::{DynamoStore, SecretIds, SecretsManagerSource, SqsQueue};
 use carteiro_shared::config::{ConfigError, Env};
 use carteiro_shared::dispatch::{self, DispatchContext, DispatchSettings};
-use carteiro_shared::domain::delivery::Channel;
 use carteiro_shared::lambda::serve_sqs;
-use carteiro_shared::ports::{Providers, SystemClock};
+use carteiro_shared::ports::SystemClock;
+use carteiro_shared::providers;
 use carteiro_shared::providers::email::{MailerOptions, SmtpSettings};
 use carteiro_shared::providers::smtp_from_secrets::SmtpFromSecrets;
-use carteiro_shared::providers::whatsapp::{GraphClient, GraphSettings, WhatsAppProvider};
+use carteiro_shared::providers::whatsapp::{GraphClient, GraphSettings};
 use lambda_runtime::LambdaEvent;
 use std::sync::Arc;
 
@@ -40,12 +40,7 @@ pub async fn context_from_env(env: Env<'_>) -> Result<DispatchContext, ConfigErr
             env,
             "CARTEIRO_OUTBOUND_QUEUE_URL",
         )?),
-        providers: Providers::new()
-            .with(
-                Channel::Whatsapp,
-                Arc::new(WhatsAppProvider::new(Arc::new(graph), secrets.clone())),
-            )
-            .with(Channel::Email, Arc::new(email)),
+        providers: providers::standard(&secrets, Arc::new(graph), Arc::new(email)),
         clock: Arc::new(SystemClock),
         settings: DispatchSettings::from_env(env)?,
     })

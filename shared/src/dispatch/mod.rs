@@ -10,7 +10,7 @@
 //! [`update_from`], the one versioned-update helper. The retry sweeper reuses
 //! [`recover_or_give_up`] and [`enqueue`], so both paths make the same decisions.
 
-use crate::batch::{QueuedEvent, process_concurrently};
+use crate::batch::{ATTR_CORRELATION_ID, QueuedEvent, process_concurrently};
 pub use crate::config::DispatchSettings;
 use crate::domain::delivery::{
     Attempt, AttemptResult, ClaimRefused, DeliveryError, DeliveryRecord, DeliveryStatus,
@@ -221,7 +221,7 @@ pub fn recover_or_give_up(
             ("max_age_exceeded", "the message outlived its maximum age")
         };
         tracing::warn!(id = %record.id, code, "message given up");
-        changed |= record.give_up(carteiro_error(code, message), now);
+        changed |= record.give_up(DeliveryError::carteiro(code, message), now);
     }
     changed
 }
@@ -243,7 +243,7 @@ async fn enqueue_when_due(
 }
 
 /// Puts the job for an attempt due `at` on the queue, delayed until then, when that is within
-/// `max_delay`; a later one waits in the store for the sweeper. True when it was queued.
+/// `max_delay`; a later one waits in the store for the sweeper.
 pub async fn enqueue_for(
     outbound: &dyn Queue,
     job: &DispatchJob,
@@ -269,18 +269,9 @@ pub async fn enqueue(
     let body = serde_json::to_string(job).map_err(|e| QueueError::Unavailable(e.to_string()))?;
     let mut message = OutgoingMessage::new(body).with_delay(wait);
     if let Some(c) = &job.correlation_id {
-        message = message.with_attribute("correlation_id", c.clone());
+        message = message.with_attribute(ATTR_CORRELATION_ID, c.clone());
     }
     outbound.send_batch(&[message]).await
-}
-
-fn carteiro_error(code: &str, message: impl Into<String>) -> DeliveryError {
-    DeliveryError {
-        source: "carteiro".to_owned(),
-        code: code.to_owned(),
-        message: message.into(),
-        details: None,
-    }
 }
 
 /// Turns a provider outcome into the attempt log entry and the record's next state.

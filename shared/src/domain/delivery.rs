@@ -135,6 +135,18 @@ pub struct DeliveryError {
     pub details: Option<String>,
 }
 
+impl DeliveryError {
+    /// An error Carteiro itself reports (`source` `carteiro`), not a provider's.
+    pub fn carteiro(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            source: "carteiro".to_owned(),
+            code: code.to_owned(),
+            message: message.into(),
+            details: None,
+        }
+    }
+}
+
 /// One provider call and what came of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attempt {

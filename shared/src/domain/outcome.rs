@@ -54,12 +54,7 @@ impl SendFailure {
     pub fn carteiro(class: FailureClass, code: &str, message: impl Into<String>) -> Self {
         Self {
             class,
-            error: DeliveryError {
-                source: "carteiro".to_owned(),
-                code: code.to_owned(),
-                message: message.into(),
-                details: None,
-            },
+            error: DeliveryError::carteiro(code, message),
             retry_after: None,
         }
     }

@@ -153,7 +153,7 @@ async fn apply_status(
             InsertOutcome::Duplicate => Outcome::Duplicate,
         });
     };
-    let change = apply_with_retry(
+    let change = apply_updates(
         ctx.store.as_ref(),
         record,
         std::slice::from_ref(update),
@@ -190,7 +190,7 @@ async fn find_record(
 }
 
 /// Applies updates to a record through the versioned-update helper.
-async fn apply_with_retry(
+async fn apply_updates(
     store: &dyn DeliveryStore,
     record: DeliveryRecord,
     updates: &[StatusUpdate],
@@ -238,5 +238,5 @@ pub async fn reconcile_orphans(
     let Some(record) = store.get(id).await? else {
         return Ok(StatusChange::Duplicate);
     };
-    apply_with_retry(store, record, &updates, now).await
+    apply_updates(store, record, &updates, now).await
 }

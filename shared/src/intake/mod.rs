@@ -26,7 +26,7 @@ pub const PATH: &str = "/webhooks/whatsapp";
 /// Queue message attribute naming the event kind, for filtering and metrics.
 pub const ATTR_EVENT_KIND: &str = "event_kind";
 /// Queue message attribute carrying the request's correlation id.
-pub const ATTR_CORRELATION_ID: &str = "correlation_id";
+pub use crate::batch::ATTR_CORRELATION_ID;
 
 /// Longest `hub.challenge` echoed back; Meta sends a short number.
 const MAX_CHALLENGE_LEN: usize = 256;

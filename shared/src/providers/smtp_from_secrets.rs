@@ -2,7 +2,6 @@
 //! kept while the secret is unchanged (its connection pool with it), and rebuilt from a freshly
 //! read secret when asked for fresh credentials (the port's `Token` rule, after a 535).
 
-use crate::domain::delivery::DeliveryError;
 use crate::domain::ids::MessageId;
 use crate::domain::payload::DeliveryPayload;
 use crate::ports::provider::Provider;
@@ -15,7 +14,7 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
-/// An [`EmailSender`] over whatever SMTP server the `smtp` secret names.
+/// The email [`Provider`] over whatever SMTP server the `smtp` secret names.
 #[derive(Debug)]
 pub struct SmtpFromSecrets {
     secrets: Secrets,
@@ -50,10 +49,12 @@ impl SmtpFromSecrets {
         }
         let mailer = SmtpMailer::new(&secret, &self.settings, self.options.clone())
             .map(Arc::new)
-            .map_err(|e| SendFailure {
-                class: FailureClass::Permanent,
-                error: carteiro_error("smtp_not_configured", e.to_string()),
-                retry_after: None,
+            .map_err(|e| {
+                SendFailure::carteiro(
+                    FailureClass::Permanent,
+                    "smtp_not_configured",
+                    e.to_string(),
+                )
             })?;
         *current = Some((digest, mailer.clone()));
         Ok(mailer)
@@ -96,13 +97,4 @@ fn fingerprint(secret: &SmtpSecret) -> String {
         h.update([0]);
     }
     hex::encode(h.finalize())
-}
-
-fn carteiro_error(code: &str, message: String) -> DeliveryError {
-    DeliveryError {
-        source: "carteiro".to_owned(),
-        code: code.to_owned(),
-        message,
-        details: None,
-    }
 }

@@ -88,9 +88,9 @@ impl RetryPolicy {
             })
     }
 
-    /// The wait after the `failed`-th failed attempt of the budget, or `None` when the message
-    /// should be given up: the class is permanent, the attempts are spent, or the next attempt
-    /// would start past the maximum age (`age_at_retry` is the age the message would have).
+    /// The wait after the `failed`-th failed attempt of the budget, or `None` when the class is
+    /// permanent or the schedule has no entry left ([`Self::next_attempt_at`] also applies the
+    /// message's own limits and the maximum age).
     pub fn next_delay(
         &self,
         failed: u32,

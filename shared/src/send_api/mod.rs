@@ -14,7 +14,7 @@ use crate::domain::payload::DeliveryPayload;
 use crate::domain::time::Timestamp;
 use crate::http::{self, ApiError, ApiRequest, ApiResponse};
 use crate::ports::clock::Clock;
-use crate::ports::queue::{OutgoingMessage, Queue};
+use crate::ports::queue::Queue;
 use crate::ports::store::{CreateOutcome, DeliveryStore, InsertOutcome, KeptKind, KeptRecord};
 use crate::ports::update::{Change, UpdateError, update_record};
 use crate::providers::templates::EmailTemplates;
@@ -345,12 +345,8 @@ async fn mark_job_queued(ctx: &SendApiContext, id: &MessageId, not_queued: bool)
 /// queues records whose job never arrived, and a retry with the same Idempotency-Key queues it
 /// again at once.
 async fn queue_job(ctx: &SendApiContext, job: &DispatchJob) -> Result<(), ApiError> {
-    let body = serde_json::to_string(job).map_err(|_| internal())?;
-    let mut message = OutgoingMessage::new(body);
-    if let Some(c) = &job.correlation_id {
-        message = message.with_attribute(crate::batch::ATTR_CORRELATION_ID, c.clone());
-    }
-    ctx.outbound.send_batch(&[message]).await.map_err(|e| {
+    let queued = crate::dispatch::enqueue(ctx.outbound.as_ref(), job, std::time::Duration::ZERO);
+    queued.await.map_err(|e| {
         tracing::error!(error = %e, id = %job.id, "cannot queue an accepted message");
         ApiError::unavailable(
             "queue_unavailable",
