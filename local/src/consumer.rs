@@ -31,6 +31,15 @@ impl Consumer {
         }
     }
 
+    /// Batches handled at once, as SQS's event source mapping runs several invocations side by
+    /// side: one slow provider call does not hold up every other message.
+    pub const fn pollers(self) -> usize {
+        match self {
+            Self::Inbound => 2,
+            Self::Dispatch => 4,
+        }
+    }
+
     /// As template.yaml's visibility timeouts (6 × the function timeout).
     const fn visibility(self) -> Duration {
         match self {

@@ -199,14 +199,18 @@ impl Application {
 
     /// Serves HTTP and runs the consumers until `shutdown` turns true.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
-        let consumers = [consumer::Consumer::Inbound, consumer::Consumer::Dispatch].map(|kind| {
-            tokio::spawn(consumer::run(
-                kind,
-                self.gateway.clone(),
-                self.config.poll_interval,
-                shutdown.clone(),
-            ))
-        });
+        let consumers: Vec<_> = [consumer::Consumer::Inbound, consumer::Consumer::Dispatch]
+            .into_iter()
+            .flat_map(|kind| std::iter::repeat_n(kind, kind.pollers()))
+            .map(|kind| {
+                tokio::spawn(consumer::run(
+                    kind,
+                    self.gateway.clone(),
+                    self.config.poll_interval,
+                    shutdown.clone(),
+                ))
+            })
+            .collect();
         let sweeper = tokio::spawn(sweeper::run(self.gateway.sweep.clone(), shutdown.clone()));
         let app = routes::router(self.gateway.clone());
         let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {

@@ -518,6 +518,11 @@ impl DeliveryRecord {
         }
         self.lease_expires_at = None;
         let in_flight = self.status.rank() == 0;
+        // A status webhook beat this finish: the provider has the message, so an attempt whose
+        // outcome was unknown (this one, say: a timeout after Meta took it) reached it.
+        if !in_flight && self.events.iter().any(|e| e.status.implies().is_some()) {
+            self.settle_unknown_attempts();
+        }
         match result {
             AttemptResult::Accepted {
                 provider_message_id,
@@ -550,6 +555,14 @@ impl DeliveryRecord {
             self.status = status;
             self.next_attempt_at = None;
             self.last_error = Some(error);
+        }
+    }
+
+    fn settle_unknown_attempts(&mut self) {
+        for a in &mut self.attempts {
+            if a.outcome == UNKNOWN_OUTCOME && a.settled.is_none() {
+                a.settled = Some("status_webhook".to_owned());
+            }
         }
     }
 
@@ -588,11 +601,7 @@ impl DeliveryRecord {
         }
         // The provider has the message: an attempt whose outcome was unknown did reach it.
         if update.status.implies().is_some() {
-            for a in &mut self.attempts {
-                if a.outcome == UNKNOWN_OUTCOME && a.settled.is_none() {
-                    a.settled = Some("status_webhook".to_owned());
-                }
-            }
+            self.settle_unknown_attempts();
         }
         self.version += 1;
         self.updated_at = received_at;
@@ -781,6 +790,25 @@ mod tests {
             Err(ClaimRefused::Terminal),
             "nothing is sent again"
         );
+    }
+
+    #[test]
+    fn a_status_that_beats_an_unknown_finish_settles_it_and_keeps_it_sent() {
+        let mut r = record();
+        let now = Timestamp::from_secs(2_000);
+        r.claim(now, LEASE).ok();
+        // Meta took the message and its `sent` webhook arrived while our call was timing out.
+        r.apply_status(&update("sent", 2_001), now);
+        let mut timed_out = attempt(1);
+        timed_out.outcome = UNKNOWN_OUTCOME.to_owned();
+        let retry = AttemptResult::Retry {
+            at: now.plus(std::time::Duration::from_secs(60)),
+            error: DeliveryError::carteiro("timeout", "no answer"),
+        };
+        r.finish_attempt(timed_out, retry, now);
+        assert_eq!(r.status, DeliveryStatus::Sent);
+        assert_eq!(r.attempts[0].settled.as_deref(), Some("status_webhook"));
+        assert_eq!(r.next_attempt_at, None);
     }
 
     #[test]

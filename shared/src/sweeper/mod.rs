@@ -134,11 +134,15 @@ async fn sweep_one(ctx: &SweepContext, due: &DueRecord) -> Result<Action, SweepE
                 Action::Recovered
             });
         }
-        Change::Keep(if waiting_too_long(r, now, grace, overdue) {
-            Action::Enqueue
+        if waiting_too_long(r, now, grace, overdue) {
+            // Noted on the record, so the next sweeps wait another grace or interval before
+            // queueing a job again: a record stuck behind a long backlog gets one extra job
+            // per period, not one per sweep.
+            r.updated_at = now;
+            Change::Write(Action::Enqueue)
         } else {
-            Action::Nothing
-        })
+            Change::Keep(Action::Nothing)
+        }
     })
     .await?
     else {
@@ -171,8 +175,8 @@ async fn sweep_one(ctx: &SweepContext, due: &DueRecord) -> Result<Action, SweepE
     Ok(updated.value)
 }
 
-/// A `queued` record past the grace period, or a scheduled retry overdue by a sweep interval:
-/// its job is not coming.
+/// A `queued` record past the grace period, or a scheduled retry overdue by a sweep interval
+/// (and not queued again by a sweep within the last interval): its job is not coming.
 fn waiting_too_long(
     r: &DeliveryRecord,
     now: crate::domain::time::Timestamp,
@@ -183,6 +187,7 @@ fn waiting_too_long(
         DeliveryStatus::Queued => r.updated_at.plus(grace) <= now,
         DeliveryStatus::RetryScheduled => {
             r.next_attempt_at.is_some_and(|at| at.plus(overdue) <= now)
+                && r.updated_at.plus(overdue) <= now
         }
         _ => false,
     }
