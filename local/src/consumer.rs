@@ -41,7 +41,7 @@ impl Consumer {
     }
 
     /// As template.yaml's visibility timeouts (6 × the function timeout).
-    const fn visibility(self) -> Duration {
+    pub const fn visibility(self) -> Duration {
         match self {
             Self::Inbound => Duration::from_secs(180),
             Self::Dispatch => Duration::from_secs(360),
@@ -70,7 +70,7 @@ pub async fn run(
         if *shutdown.borrow() {
             return;
         }
-        let busy = match poll_once(kind, &queue, &dlq, &gateway).await {
+        let busy = match poll_once(kind, &queue, &dlq, &gateway, kind.visibility()).await {
             Ok(n) => n > 0,
             Err(e) => {
                 tracing::error!(consumer = ?kind, error = %e, "queue poll failed");
@@ -91,14 +91,16 @@ pub async fn run(
     }
 }
 
-/// One receive-process-acknowledge round; returns how many messages it received.
+/// One receive-process-acknowledge round; returns how many messages it received. A message
+/// that fails stays on the queue, visible again after `visibility`.
 pub async fn poll_once(
     kind: Consumer,
     queue: &dyn Queue,
     dlq: &dyn Queue,
     gateway: &Gateway,
+    visibility: Duration,
 ) -> Result<usize, QueueError> {
-    let received = queue.receive(MAX_BATCH, kind.visibility()).await?;
+    let received = queue.receive(MAX_BATCH, visibility).await?;
     let count = received.len();
     let (exhausted, live): (Vec<ReceivedMessage>, Vec<ReceivedMessage>) = received
         .into_iter()

@@ -1,6 +1,8 @@
-//! The webhook-intake fuzz property, as a plain function so the fuzz target
-//! (`fuzz/fuzz_targets/webhook_intake.rs`) and the test suite run the same code.
+//! The fuzz properties, as plain functions so the fuzz targets (`fuzz/fuzz_targets/`) and the
+//! test suite run the same code: [`intake_input`] for webhook intake, [`send_input`] for the
+//! send API's body parser and the provider payload it builds.
 //!
+//! **Webhook intake.**
 //! One input is split into an App Secret, an `X-Hub-Signature-256` header and a body
 //! ([`split_input`]), then [`intake_input`] checks that:
 //! - `verify` accepts a header only if it is exactly the body's MAC under the secret (hex case
@@ -171,4 +173,115 @@ fn check_parse(body: &[u8]) -> Result<(), Violation> {
 
 fn violation(message: impl Into<String>) -> Result<(), Violation> {
     Err(Violation(message.into()))
+}
+
+/// Runs the send-body properties over one fuzz input (the raw body bytes). `Err` names the
+/// broken property. A body the parser accepts must
+/// - build a provider payload (for the message and each fallback) of the message's channel
+///   that survives the JSON round trip the record's storage puts it through;
+/// - for WhatsApp, carry Carteiro's id in `biz_opaque_callback_data` and a string `to`;
+/// - for email, build a MIME message (or be refused with a reason) whose header section holds
+///   only the headers Carteiro writes — no header injected through a field — and no `Bcc`
+///   header, while every Bcc address is in the envelope.
+///
+/// Refusing a body is always fine; panicking never is.
+pub fn send_input(data: &[u8]) -> Result<(), Violation> {
+    use crate::domain::message::{OutboundMessage, SendRequest};
+    use crate::domain::payload::DeliveryPayload;
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return Ok(());
+    };
+    let Ok(request) = SendRequest::parse(&value) else {
+        return Ok(());
+    };
+    let id = crate::domain::ids::MessageId::generate();
+    for message in std::iter::once(&request.message).chain(&request.fallback) {
+        let payload = DeliveryPayload::build(&id, message);
+        if payload.channel() != message.channel() {
+            return violation("the payload's channel is not the message's");
+        }
+        let json = serde_json::to_string(&payload)
+            .map_err(|e| Violation(format!("payload does not serialise: {e}")))?;
+        let back: DeliveryPayload = serde_json::from_str(&json)
+            .map_err(|e| Violation(format!("payload does not deserialise: {e}: {json}")))?;
+        if back != payload {
+            return violation(format!("payload changed in a JSON round trip: {json}"));
+        }
+        match (&payload, message) {
+            (DeliveryPayload::WhatsappGraphV1 { body }, _) => {
+                if body["biz_opaque_callback_data"] != id.as_str() {
+                    return violation(format!("the Graph body lost Carteiro's id: {body}"));
+                }
+                if !body["to"].is_string() || body["messaging_product"] != "whatsapp" {
+                    return violation(format!("the Graph body is malformed: {body}"));
+                }
+            }
+            (DeliveryPayload::EmailV1 { email }, OutboundMessage::Email(_)) => {
+                check_mime(email)?;
+            }
+            (DeliveryPayload::EmailV1 { .. }, _) => {
+                return violation("an email payload for a WhatsApp message");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The headers the MIME builder writes; anything else in a header section was injected.
+const EMAIL_HEADERS: [&str; 10] = [
+    "from",
+    "to",
+    "cc",
+    "reply-to",
+    "subject",
+    "message-id",
+    "date",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+];
+
+fn check_mime(email: &crate::domain::message::EmailMessage) -> Result<(), Violation> {
+    use crate::providers::email::{MailerOptions, SmtpMailer, SmtpSettings};
+    let secret = || crate::secrets::SmtpSecret {
+        smtp_host: "127.0.0.1".to_owned(),
+        smtp_port: 2525,
+        smtp_user: None,
+        smtp_password: None,
+        from_email: "Loja <loja@example.com>".to_owned(),
+        use_ssl: false,
+    };
+    static MAILER: std::sync::OnceLock<Option<SmtpMailer>> = std::sync::OnceLock::new();
+    let mailer = MAILER.get_or_init(|| {
+        SmtpMailer::new(&secret(), &SmtpSettings::default(), MailerOptions::default()).ok()
+    });
+    let Some(mailer) = mailer else {
+        return violation("the fuzz mailer does not build");
+    };
+    let Ok(built) = mailer.build_message(email) else {
+        return Ok(());
+    };
+    let raw = built.message.formatted();
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(raw.len());
+    let head = String::from_utf8_lossy(&raw[..end]);
+    for line in head.split("\r\n") {
+        // Folded continuation lines start with white space.
+        if line.starts_with([' ', '\t']) {
+            continue;
+        }
+        let name = line.split(':').next().unwrap_or_default().to_ascii_lowercase();
+        if !EMAIL_HEADERS.contains(&name.as_str()) {
+            return violation(format!("header {line:?} in the MIME message: {head}"));
+        }
+    }
+    let envelope = built.message.envelope().to();
+    for bcc in &email.bcc {
+        if !envelope.iter().any(|a| a.to_string().eq_ignore_ascii_case(bcc.trim())) {
+            return violation(format!("Bcc {bcc} is not in the envelope"));
+        }
+    }
+    Ok(())
 }

@@ -5,6 +5,7 @@ mod config_contract;
 mod conformance_aws;
 mod conformance_embedded;
 mod engine;
+mod faults;
 mod hostile;
 mod intake_aws;
 mod intake_local;

@@ -207,8 +207,11 @@ async fn hostile_send_requests_are_refused_precisely_and_create_nothing() {
             case.name
         );
     }
-    // Nothing was queued or sent...
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Nothing was stored, queued or sent...
+    app.wait_until_idle().await;
+    let far_future = carteiro_shared::domain::Timestamp::from_millis(i64::MAX / 2);
+    let stray = app.gateway.send_api.store.list_due(far_future, 10).await.unwrap();
+    assert!(stray.is_empty(), "hostile requests stored records: {stray:?}");
     let outbound = app.gateway.db.queue(carteiro_local::OUTBOUND_QUEUE);
     assert!(
         outbound
@@ -219,6 +222,7 @@ async fn hostile_send_requests_are_refused_precisely_and_create_nothing() {
     );
     let outbox = app.sandbox_outbox().await;
     assert_eq!(outbox["messages"], json!([]));
+    assert_eq!(outbox["emails"], json!([]));
     // ...and no Idempotency-Key was used up: each still accepts a valid request.
     let valid = json!({"channel": "whatsapp", "to": "+5511999990001", "text": {"body": "Olá"}});
     for i in [2, 5, 12] {

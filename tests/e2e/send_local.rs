@@ -126,8 +126,9 @@ async fn fifty_concurrent_posts_with_one_idempotency_key_make_one_message_and_on
     assert_eq!(res.status(), 422);
     let err: Value = res.json().await.unwrap();
     assert_eq!(err["error"]["code"], "idempotency_key_reused");
-    // Give a stray second dispatch time to happen before wiremock checks `expect(1)` on drop.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every job has been handled: a stray second dispatch would have happened by now, and
+    // wiremock checks `expect(1)` on drop.
+    app.wait_until_idle().await;
 }
 
 #[tokio::test]

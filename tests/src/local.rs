@@ -86,6 +86,28 @@ impl TestApp {
         );
     }
 
+    /// Waits until both queues hold nothing at all — no visible, in-flight or delayed message —
+    /// so every webhook and job posted so far has been processed and acknowledged (5 s at
+    /// most). After it, nothing more can happen by itself.
+    pub async fn wait_until_idle(&self) {
+        let queues = [
+            self.gateway.db.queue(carteiro_local::INBOUND_QUEUE),
+            self.gateway.db.queue(carteiro_local::OUTBOUND_QUEUE),
+        ];
+        for _ in 0..250 {
+            let mut left = 0;
+            for queue in &queues {
+                let c = queue.counts().await.unwrap();
+                left += c.visible + c.in_flight + c.delayed;
+            }
+            if left == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("the gateway's queues never drained");
+    }
+
     /// POSTs a webhook body signed with `secret` (pass `None` for no signature header).
     pub async fn post_webhook(&self, body: &[u8], signature: Option<&str>) -> reqwest::Response {
         let mut req = self

@@ -4,7 +4,7 @@
 
 use crate::{fixture, whatsapp_fixtures};
 use carteiro_shared::fuzzing::{
-    FuzzInput, NO_HEADER, PLAIN_SECRET, intake_input, split_input, structured_input,
+    FuzzInput, NO_HEADER, PLAIN_SECRET, intake_input, send_input, split_input, structured_input,
 };
 use carteiro_shared::intake::signature::sign;
 use std::borrow::Cow;
@@ -12,6 +12,68 @@ use std::path::PathBuf;
 
 fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/webhook_intake")
+}
+
+fn send_corpus_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/send_body")
+}
+
+/// A tiny deterministic mutator (xorshift), standing in for libFuzzer when it cannot run.
+fn mutations(seeds: &[Vec<u8>], rounds: usize) -> impl Iterator<Item = Vec<u8>> + '_ {
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    (0..rounds).map(move |_| {
+        let mut data = seeds[(next() as usize) % seeds.len()].clone();
+        for _ in 0..1 + next() % 4 {
+            if data.is_empty() {
+                break;
+            }
+            let at = (next() as usize) % data.len();
+            match next() % 4 {
+                0 => data[at] = next() as u8,
+                1 => {
+                    data.remove(at);
+                }
+                2 => data.insert(at, b"{}[]\",:0e-\\\r\n"[(next() as usize) % 13]),
+                _ => data.truncate(at),
+            }
+        }
+        data
+    })
+}
+
+#[test]
+fn the_send_property_holds_on_every_seed_and_the_seeds_reach_the_builder() {
+    let seeds = files_in(send_corpus_dir());
+    assert!(seeds.len() >= 12, "the send corpus has {} files", seeds.len());
+    let mut accepted = 0;
+    for (name, data) in &seeds {
+        assert_eq!(send_input(data), Ok(()), "{name}");
+        let body: Result<serde_json::Value, _> = serde_json::from_slice(data);
+        if body.is_ok_and(|b| carteiro_shared::domain::message::SendRequest::parse(&b).is_ok()) {
+            accepted += 1;
+        }
+    }
+    // Most seeds are valid bodies, so the payload properties are exercised, not only refusals.
+    assert!(accepted >= 10, "only {accepted} seeds parse");
+}
+
+#[test]
+fn the_send_property_holds_on_mutated_seeds() {
+    let seeds: Vec<Vec<u8>> = files_in(send_corpus_dir()).into_iter().map(|(_, d)| d).collect();
+    for (round, data) in mutations(&seeds, 3000).enumerate() {
+        assert_eq!(
+            send_input(&data),
+            Ok(()),
+            "round {round}: {}",
+            String::from_utf8_lossy(&data)
+        );
+    }
 }
 
 fn files_in(dir: PathBuf) -> Vec<(String, Vec<u8>)> {
