@@ -16,6 +16,8 @@
 //! and that nothing is left pending. The figures go to stderr (`--nocapture`) and to
 //! docs/reliability.md.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -343,7 +345,10 @@ impl FaultySmtp {
     fn counts(&self, kind: &str) -> HashMap<String, u32> {
         let mut counts = HashMap::new();
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        for rest in text.lines().filter_map(|l| l.strip_prefix(kind)?.strip_prefix(' ')) {
+        for rest in text
+            .lines()
+            .filter_map(|l| l.strip_prefix(kind)?.strip_prefix(' '))
+        {
             *counts.entry(rest.to_owned()).or_default() += 1;
         }
         counts
@@ -408,8 +413,8 @@ impl Gateway {
 
     async fn start(&mut self, http: &reqwest::Client) {
         self.starts += 1;
-        let log = std::fs::File::create(self.dir.join(format!("gateway-{}.log", self.starts)))
-            .unwrap();
+        let log =
+            std::fs::File::create(self.dir.join(format!("gateway-{}.log", self.starts))).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_carteiro"))
             .arg("--listen")
             .arg(self.addr.to_string())
@@ -433,15 +438,25 @@ impl Gateway {
         self.child = Some(child);
         let started = Instant::now();
         loop {
-            if let Ok(res) = http.get(format!("http://{}/health", self.addr)).send().await
+            if let Ok(res) = http
+                .get(format!("http://{}/health", self.addr))
+                .send()
+                .await
                 && res.status().is_success()
             {
                 return;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("the gateway exited at start: {status}\n{}", self.logs());
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "the gateway did not start");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the gateway did not start"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -505,7 +520,10 @@ async fn send_until_accepted(http: &reqwest::Client, addr: SocketAddr, n: usize)
             }
             assert!(status.is_server_error(), "message {n} refused: {status}");
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "message {n} never accepted");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "message {n} never accepted"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -647,7 +665,10 @@ async fn every_message_ends_terminal_and_is_sent_once_through_faults_and_kills()
             past_queue_delay += 1;
         }
         if matches!(status.as_str(), "sent" | "delivered" | "read") {
-            assert!(taken >= 1, "{id} is {status} but no provider took it: {record}");
+            assert!(
+                taken >= 1,
+                "{id} is {status} but no provider took it: {record}"
+            );
         }
         if taken > 1 {
             assert!(
@@ -689,8 +710,17 @@ async fn every_message_ends_terminal_and_is_sent_once_through_faults_and_kills()
         f64::from(smtp_failed) >= 0.3 * f64::from(smtp_calls),
         "the fake SMTP server must fail at least 30 % of transactions"
     );
-    assert!(past_queue_delay > 0, "some retries must wait for the sweeper");
-    assert!(settled_by_webhook > 0, "some unknown attempts are settled by their status webhook");
-    assert!(lease_expired > 0, "a kill mid-send leaves leases for the sweeper to recover");
+    assert!(
+        past_queue_delay > 0,
+        "some retries must wait for the sweeper"
+    );
+    assert!(
+        settled_by_webhook > 0,
+        "some unknown attempts are settled by their status webhook"
+    );
+    assert!(
+        lease_expired > 0,
+        "a kill mid-send leaves leases for the sweeper to recover"
+    );
     assert!(elapsed < DEADLINE);
 }

@@ -253,7 +253,12 @@ fn check_mime(email: &crate::domain::message::EmailMessage) -> Result<(), Violat
     };
     static MAILER: std::sync::OnceLock<Option<SmtpMailer>> = std::sync::OnceLock::new();
     let mailer = MAILER.get_or_init(|| {
-        SmtpMailer::new(&secret(), &SmtpSettings::default(), MailerOptions::default()).ok()
+        SmtpMailer::new(
+            &secret(),
+            &SmtpSettings::default(),
+            MailerOptions::default(),
+        )
+        .ok()
     });
     let Some(mailer) = mailer else {
         return violation("the fuzz mailer does not build");
@@ -272,14 +277,21 @@ fn check_mime(email: &crate::domain::message::EmailMessage) -> Result<(), Violat
         if line.starts_with([' ', '\t']) {
             continue;
         }
-        let name = line.split(':').next().unwrap_or_default().to_ascii_lowercase();
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         if !EMAIL_HEADERS.contains(&name.as_str()) {
             return violation(format!("header {line:?} in the MIME message: {head}"));
         }
     }
     let envelope = built.message.envelope().to();
     for bcc in &email.bcc {
-        if !envelope.iter().any(|a| a.to_string().eq_ignore_ascii_case(bcc.trim())) {
+        if !envelope
+            .iter()
+            .any(|a| a.to_string().eq_ignore_ascii_case(bcc.trim()))
+        {
             return violation(format!("Bcc {bcc} is not in the envelope"));
         }
     }

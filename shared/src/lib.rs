@@ -29,3 +29,4 @@ pub mod resilience;
 pub mod secrets;
 pub mod send_api;
 pub mod sweeper;
+pub mod tls;

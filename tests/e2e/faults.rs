@@ -58,7 +58,9 @@ impl FlakyStore {
 
     fn check(&self, key: &str) -> Result<(), StoreError> {
         if self.failing.lock().unwrap().contains(key) {
-            return Err(StoreError::Unavailable(format!("injected outage for {key}")));
+            return Err(StoreError::Unavailable(format!(
+                "injected outage for {key}"
+            )));
         }
         Ok(())
     }
@@ -155,14 +157,30 @@ async fn dispatch_and_inbound_report_exactly_the_messages_whose_store_calls_fail
         .collect();
 
     let failed = dispatch::process_batch(&ctx, &batch).await;
-    assert_eq!(failed, vec!["sqs-b".to_owned()], "only the faulty record's job");
-    assert_eq!(status_of(real.as_ref(), &records[0]).await, DeliveryStatus::Sent);
-    assert_eq!(status_of(real.as_ref(), &records[1]).await, DeliveryStatus::Queued);
-    assert_eq!(status_of(real.as_ref(), &records[2]).await, DeliveryStatus::Sent);
+    assert_eq!(
+        failed,
+        vec!["sqs-b".to_owned()],
+        "only the faulty record's job"
+    );
+    assert_eq!(
+        status_of(real.as_ref(), &records[0]).await,
+        DeliveryStatus::Sent
+    );
+    assert_eq!(
+        status_of(real.as_ref(), &records[1]).await,
+        DeliveryStatus::Queued
+    );
+    assert_eq!(
+        status_of(real.as_ref(), &records[2]).await,
+        DeliveryStatus::Sent
+    );
     // The queue gives the failed job back; with the store healthy again it goes through.
     flaky.heal();
     assert!(dispatch::process_batch(&ctx, &batch[1..2]).await.is_empty());
-    assert_eq!(status_of(real.as_ref(), &records[1]).await, DeliveryStatus::Sent);
+    assert_eq!(
+        status_of(real.as_ref(), &records[1]).await,
+        DeliveryStatus::Sent
+    );
 
     // Inbound: a `delivered` status for each, the middle record's store failing.
     let inbound = InboundContext {
@@ -172,7 +190,13 @@ async fn dispatch_and_inbound_report_exactly_the_messages_whose_store_calls_fail
     };
     let mut events = Vec::new();
     for (n, r) in records.iter().enumerate() {
-        let wamid = real.get(&r.id).await.unwrap().unwrap().provider_message_id.unwrap();
+        let wamid = real
+            .get(&r.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .provider_message_id
+            .unwrap();
         let body = status_payload(&wamid, "delivered", 1_700_000_100, Some(r.id.as_str()));
         for event in WebhookPayload::from_slice(&body).unwrap().into_events() {
             events.push(QueuedEvent {
@@ -185,12 +209,28 @@ async fn dispatch_and_inbound_report_exactly_the_messages_whose_store_calls_fail
     flaky.fail(records[1].id.as_str());
     let failed = inbound::process_batch(&inbound, &events).await;
     assert_eq!(failed, vec!["event-1".to_owned()]);
-    assert_eq!(status_of(real.as_ref(), &records[0]).await, DeliveryStatus::Delivered);
-    assert_eq!(status_of(real.as_ref(), &records[1]).await, DeliveryStatus::Sent);
-    assert_eq!(status_of(real.as_ref(), &records[2]).await, DeliveryStatus::Delivered);
+    assert_eq!(
+        status_of(real.as_ref(), &records[0]).await,
+        DeliveryStatus::Delivered
+    );
+    assert_eq!(
+        status_of(real.as_ref(), &records[1]).await,
+        DeliveryStatus::Sent
+    );
+    assert_eq!(
+        status_of(real.as_ref(), &records[2]).await,
+        DeliveryStatus::Delivered
+    );
     flaky.heal();
-    assert!(inbound::process_batch(&inbound, &events[1..2]).await.is_empty());
-    assert_eq!(status_of(real.as_ref(), &records[1]).await, DeliveryStatus::Delivered);
+    assert!(
+        inbound::process_batch(&inbound, &events[1..2])
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        status_of(real.as_ref(), &records[1]).await,
+        DeliveryStatus::Delivered
+    );
 }
 
 #[tokio::test]
@@ -215,15 +255,33 @@ async fn the_local_consumer_moves_a_job_to_the_dead_letter_queue_after_its_recei
     let dlq = gateway.db.queue(OUTBOUND_DLQ);
     for r in &records {
         let body = serde_json::json!({"id": r.id.as_str()}).to_string();
-        outbound.send_batch(&[OutgoingMessage::new(body)]).await.unwrap();
+        outbound
+            .send_batch(&[OutgoingMessage::new(body)])
+            .await
+            .unwrap();
     }
 
     // Visibility zero: a failed job is visible again at once, as after its timeout.
-    let poll = || poll_once(Consumer::Dispatch, &outbound, &dlq, &gateway, Duration::ZERO);
+    let poll = || {
+        poll_once(
+            Consumer::Dispatch,
+            &outbound,
+            &dlq,
+            &gateway,
+            Duration::ZERO,
+        )
+    };
     assert_eq!(poll().await.unwrap(), 2, "both jobs in the first batch");
-    assert_eq!(status_of(flaky.inner.as_ref(), &records[1]).await, DeliveryStatus::Sent);
+    assert_eq!(
+        status_of(flaky.inner.as_ref(), &records[1]).await,
+        DeliveryStatus::Sent
+    );
     for receive in 2..=MAX_RECEIVES {
-        assert_eq!(poll().await.unwrap(), 1, "receive {receive} of the failing job");
+        assert_eq!(
+            poll().await.unwrap(),
+            1,
+            "receive {receive} of the failing job"
+        );
         assert_eq!(dlq.counts().await.unwrap().visible, 0);
     }
     // One receive past the limit: moved, not processed.
@@ -231,14 +289,22 @@ async fn the_local_consumer_moves_a_job_to_the_dead_letter_queue_after_its_recei
     let counts = outbound.counts().await.unwrap();
     assert_eq!(counts.visible + counts.in_flight + counts.delayed, 0);
     assert_eq!(dlq.counts().await.unwrap().visible, 1);
-    assert_eq!(status_of(flaky.inner.as_ref(), &records[0]).await, DeliveryStatus::Queued);
+    assert_eq!(
+        status_of(flaky.inner.as_ref(), &records[0]).await,
+        DeliveryStatus::Queued
+    );
 
     // The fault is fixed; redrive puts it back and it is delivered.
     flaky.heal();
-    let report = redrive(&dlq, &outbound, RedriveFilter::default()).await.unwrap();
+    let report = redrive(&dlq, &outbound, RedriveFilter::default())
+        .await
+        .unwrap();
     assert_eq!(report.moved.len(), 1);
     assert_eq!(poll().await.unwrap(), 1);
-    assert_eq!(status_of(flaky.inner.as_ref(), &records[0]).await, DeliveryStatus::Sent);
+    assert_eq!(
+        status_of(flaky.inner.as_ref(), &records[0]).await,
+        DeliveryStatus::Sent
+    );
 }
 
 /// Creates a queue whose redrive policy moves a message to a new dead-letter queue after
@@ -291,7 +357,10 @@ async fn aws_a_job_that_keeps_failing_reaches_the_dead_letter_queue_after_the_re
     let ctx = dispatch_ctx(flaky.clone(), Arc::new(queue.clone()));
     for r in &records {
         let body = serde_json::json!({"id": r.id.as_str()}).to_string();
-        queue.send_batch(&[OutgoingMessage::new(body)]).await.unwrap();
+        queue
+            .send_batch(&[OutgoingMessage::new(body)])
+            .await
+            .unwrap();
     }
 
     // What the event source mapping does: receive, invoke the dispatch Lambda handler, delete
@@ -333,11 +402,28 @@ async fn aws_a_job_that_keeps_failing_reaches_the_dead_letter_queue_after_the_re
             }
         }
     }
-    assert_eq!(partial_failures.len(), 1, "the first batch failed one of its two jobs");
-    assert_eq!(status_of(real.as_ref(), &records[1]).await, DeliveryStatus::Sent);
-    assert_eq!(receives, MAX_RECEIVES as usize, "received up to the limit, then moved");
+    assert_eq!(
+        partial_failures.len(),
+        1,
+        "the first batch failed one of its two jobs"
+    );
+    assert_eq!(
+        status_of(real.as_ref(), &records[1]).await,
+        DeliveryStatus::Sent
+    );
+    assert_eq!(
+        receives, MAX_RECEIVES as usize,
+        "received up to the limit, then moved"
+    );
     let dead = dlq.receive(10, Duration::from_secs(30)).await.unwrap();
-    assert_eq!(dead.len(), 1, "SQS moved the failing job to the dead-letter queue");
+    assert_eq!(
+        dead.len(),
+        1,
+        "SQS moved the failing job to the dead-letter queue"
+    );
     assert!(dead[0].body.contains(records[0].id.as_str()));
-    assert_eq!(status_of(real.as_ref(), &records[0]).await, DeliveryStatus::Queued);
+    assert_eq!(
+        status_of(real.as_ref(), &records[0]).await,
+        DeliveryStatus::Queued
+    );
 }

@@ -210,8 +210,17 @@ async fn hostile_send_requests_are_refused_precisely_and_create_nothing() {
     // Nothing was stored, queued or sent...
     app.wait_until_idle().await;
     let far_future = carteiro_shared::domain::Timestamp::from_millis(i64::MAX / 2);
-    let stray = app.gateway.send_api.store.list_due(far_future, 10).await.unwrap();
-    assert!(stray.is_empty(), "hostile requests stored records: {stray:?}");
+    let stray = app
+        .gateway
+        .send_api
+        .store
+        .list_due(far_future, 10)
+        .await
+        .unwrap();
+    assert!(
+        stray.is_empty(),
+        "hostile requests stored records: {stray:?}"
+    );
     let outbound = app.gateway.db.queue(carteiro_local::OUTBOUND_QUEUE);
     assert!(
         outbound

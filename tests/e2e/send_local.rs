@@ -6,7 +6,6 @@ use carteiro_e2e::webhooks::{
     ACCESS_TOKEN, APP_SECRET, OTHER_API_KEY, PHONE_NUMBER_ID, sign, status_payload,
 };
 use serde_json::{Value, json};
-use std::time::Duration;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

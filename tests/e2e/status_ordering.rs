@@ -7,7 +7,6 @@ use carteiro_e2e::webhooks::{APP_SECRET, new_wamid, sent_record, sign, status_pa
 use carteiro_shared::domain::DeliveryStatus;
 use carteiro_shared::domain::delivery::DeliveryRecord;
 use carteiro_shared::ports::DeliveryStore;
-use std::time::Duration;
 
 /// read before delivered, sent after read, then the same delivered payload five times.
 fn hostile_order(wamid: &str) -> Vec<Vec<u8>> {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 /// Builds the dispatcher's context from the environment template.yaml sets.
 pub async fn context_from_env(env: Env<'_>) -> Result<DispatchContext, ConfigError> {
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = carteiro_shared::adapters::aws::load_sdk_config().await;
     let secret_ids = SecretIds {
         whatsapp: env.optional("CARTEIRO_WHATSAPP_SECRET_ID"),
         smtp: env.optional("CARTEIRO_SMTP_SECRET_ID"),

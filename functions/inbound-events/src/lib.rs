@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 /// Builds the consumer's context from the environment template.yaml sets.
 pub async fn context_from_env(env: Env<'_>) -> Result<InboundContext, ConfigError> {
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = carteiro_shared::adapters::aws::load_sdk_config().await;
     Ok(InboundContext {
         store: Arc::new(DynamoStore::from_env(&sdk, env)?),
         clock: Arc::new(SystemClock),

@@ -15,7 +15,7 @@ const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
 
 /// Builds the sweeper's context from the environment template.yaml sets.
 pub async fn context_from_env(env: Env<'_>) -> Result<SweepContext, ConfigError> {
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = carteiro_shared::adapters::aws::load_sdk_config().await;
     Ok(SweepContext {
         store: Arc::new(DynamoStore::from_env(&sdk, env)?),
         outbound: Arc::new(SqsQueue::from_env(

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 /// Builds the handler's context from the environment template.yaml sets.
 pub async fn context_from_env(env: Env<'_>) -> Result<SendApiContext, ConfigError> {
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = carteiro_shared::adapters::aws::load_sdk_config().await;
     let secret_ids = SecretIds {
         api_keys: Some(env.required("CARTEIRO_API_KEYS_SECRET_ID")?),
         ..SecretIds::default()

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 /// Builds the handler's context from the environment template.yaml sets.
 pub async fn context_from_env(env: Env<'_>) -> Result<IntakeContext, ConfigError> {
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = carteiro_shared::adapters::aws::load_sdk_config().await;
     let secret_ids = SecretIds {
         whatsapp: Some(env.required("CARTEIRO_WHATSAPP_SECRET_ID")?),
         ..SecretIds::default()

@@ -103,6 +103,15 @@ pub trait WhatsAppSender: Send + Sync + Debug {
     async fn send(&self, secret: &WhatsAppSecret, body: &Value) -> SendOutcome;
 }
 
+/// Why the Graph API client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum GraphClientError {
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+}
+
 /// The Graph API client: one connection pool for the life of the process.
 #[derive(Debug, Clone)]
 pub struct GraphClient {
@@ -112,13 +121,16 @@ pub struct GraphClient {
 
 impl GraphClient {
     /// Builds the one `reqwest::Client`: connect and request timeouts, no redirects (a Graph
-    /// send never redirects; following one would resend the token elsewhere), and a
-    /// `carteiro/<version>` user agent.
-    pub fn new(settings: &GraphSettings) -> Result<Self, reqwest::Error> {
+    /// send never redirects; following one would resend the token elsewhere), the compiled-in
+    /// root certificates, and a `carteiro/<version>` user agent.
+    pub fn new(settings: &GraphSettings) -> Result<Self, GraphClientError> {
+        // The compiled-in roots: no system store read at INIT (see crate::tls).
+        let tls = crate::tls::graph_client_tls()?;
         let http = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)
             .redirect(reqwest::redirect::Policy::none())
+            .tls_backend_preconfigured(tls)
             .user_agent(concat!("carteiro/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self {

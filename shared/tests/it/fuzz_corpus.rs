@@ -50,7 +50,11 @@ fn mutations(seeds: &[Vec<u8>], rounds: usize) -> impl Iterator<Item = Vec<u8>> 
 #[test]
 fn the_send_property_holds_on_every_seed_and_the_seeds_reach_the_builder() {
     let seeds = files_in(send_corpus_dir());
-    assert!(seeds.len() >= 12, "the send corpus has {} files", seeds.len());
+    assert!(
+        seeds.len() >= 12,
+        "the send corpus has {} files",
+        seeds.len()
+    );
     let mut accepted = 0;
     for (name, data) in &seeds {
         assert_eq!(send_input(data), Ok(()), "{name}");
@@ -65,7 +69,10 @@ fn the_send_property_holds_on_every_seed_and_the_seeds_reach_the_builder() {
 
 #[test]
 fn the_send_property_holds_on_mutated_seeds() {
-    let seeds: Vec<Vec<u8>> = files_in(send_corpus_dir()).into_iter().map(|(_, d)| d).collect();
+    let seeds: Vec<Vec<u8>> = files_in(send_corpus_dir())
+        .into_iter()
+        .map(|(_, d)| d)
+        .collect();
     for (round, data) in mutations(&seeds, 3000).enumerate() {
         assert_eq!(
             send_input(&data),

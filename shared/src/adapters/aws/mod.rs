@@ -1,5 +1,5 @@
 //! The AWS adapters: [`SqsQueue`] (SQS), [`DynamoStore`] (DynamoDB, one table) and
-//! [`SecretsManagerSource`] (Secrets Manager through `aws_secretsmanager_caching`).
+//! [`SecretsManagerSource`] (Secrets Manager, with an in-process TTL cache).
 //!
 //! Each takes an SDK client (or builder) built once at INIT, so connections and credentials are
 //! reused across invocations. SDK failures are turned into port errors whose messages carry
@@ -18,7 +18,39 @@ pub use secrets::{SecretIds, SecretsManagerSource};
 pub use sqs::SqsQueue;
 
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
 use std::error::Error as StdError;
+
+/// The SDK configuration every Lambda loads once at INIT: region and credentials from the
+/// default chain (on Lambda, the environment), and the SDK's HTTPS client (rustls over
+/// aws-lc-rs, as its default) trusting the Amazon Trust Services roots compiled in
+/// ([`crate::tls`]) instead of reading the system store.
+pub async fn load_sdk_config() -> aws_config::SdkConfig {
+    let builder = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc));
+    let trust = TrustStore::empty().with_pem_certificate(crate::tls::aws_root_certificates_pem());
+    let http_client = match TlsContext::builder().with_trust_store(trust).build() {
+        Ok(context) => builder.tls_context(context).build_https(),
+        Err(e) => {
+            tracing::warn!(error = %e, "compiled-in roots refused; using the system store");
+            builder.build_https()
+        }
+    };
+    let mut loader =
+        aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http_client);
+    // Lambda always sets the region and the credentials in the environment, where the default
+    // chains would find them first anyway; given them, the loader does not build the chains
+    // (profile files, IMDS, ECS, web identity) at all. Elsewhere the chains still apply.
+    if let Ok(region) = std::env::var("AWS_REGION") {
+        loader = loader.region(aws_config::Region::new(region));
+    }
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_some() {
+        loader = loader.credentials_provider(
+            aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+        );
+    }
+    loader.load().await
+}
 
 /// The DynamoDB single-table schema. `template.yaml` declares exactly this.
 pub mod schema {

@@ -1,33 +1,29 @@
-//! [`SecretSource`] over AWS Secrets Manager, cached in-process by
-//! `aws_secretsmanager_caching` (the library behind the Secrets Manager Agent).
+//! [`SecretSource`] over AWS Secrets Manager with an in-process cache.
 //!
 //! Each [`SecretName`] maps to one secret id (name or ARN) in [`SecretIds`]; a name without an
-//! id is [`SecretError::Missing`], and so is a secret Secrets Manager does not know. Cached
-//! values are served for the TTL given at construction; after it, the cache asks
-//! `DescribeSecret` whether `AWSCURRENT` moved and re-reads only if it did. Transient failures
-//! during such a refresh serve the stale value (`ignore_transient_errors`). `refresh = true`
-//! bypasses the cache: use it once after a provider rejected a cached credential.
+//! id is [`SecretError::Missing`], and so is a secret Secrets Manager does not know. A value is
+//! served from the cache for the TTL given at construction; after it, the next read calls
+//! `GetSecretValue` (`AWSCURRENT`) again, and if that call fails for a transient reason the
+//! stale value is served (and the failure logged), so a Secrets Manager blip does not stop
+//! sends. `refresh = true` bypasses the cache: use it once after a provider rejected a cached
+//! credential; a failure then is reported, not hidden behind the old value.
+//!
+//! Why not `aws_secretsmanager_caching`: it depends on `aws-config` and the Secrets Manager SDK
+//! with their default features, which link a second HTTP and TLS stack (hyper 0.14, rustls
+//! 0.21, ring) and the SSO credential clients into every function — megabytes of binary and
+//! INIT time for a cache this small (docs/benchmarks.md, cold start).
 //!
 //! Secret values never appear in errors or `Debug` output: [`SecretsManagerSource`]'s `Debug`
-//! prints the configured ids only (the caching client's own `Debug` would print its cache).
+//! prints the configured ids and the TTL only.
 
 use super::describe_sdk_error;
 use crate::ports::secrets::{SecretError, SecretName, SecretSource};
 use async_trait::async_trait;
-use aws_sdk_secretsmanager::config::http::HttpResponse;
-use aws_sdk_secretsmanager::error::SdkError;
-use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretError;
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
-use aws_secretsmanager_caching::SecretsManagerCachingClient;
 use secrecy::SecretString;
-use std::num::NonZeroUsize;
-use std::time::Duration;
-
-/// How many secret versions the cache holds: four documents, with room for stages.
-const CACHE_ENTRIES: NonZeroUsize = match NonZeroUsize::new(16) {
-    Some(n) => n,
-    None => NonZeroUsize::MIN,
-};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// The Secrets Manager secret id (name or ARN) behind each [`SecretName`]; `None` means the
 /// deployment does not use that document.
@@ -53,9 +49,15 @@ impl SecretIds {
 
 /// A [`SecretSource`] reading Secrets Manager through an in-process cache.
 pub struct SecretsManagerSource {
-    cache: SecretsManagerCachingClient,
+    client: aws_sdk_secretsmanager::Client,
     ids: SecretIds,
     ttl: Duration,
+    cache: Mutex<HashMap<SecretName, Cached>>,
+}
+
+struct Cached {
+    value: SecretString,
+    read_at: Instant,
 }
 
 impl std::fmt::Debug for SecretsManagerSource {
@@ -108,51 +110,41 @@ impl SecretsManagerSource {
         ids: SecretIds,
         ttl: Duration,
     ) -> Result<Self, SecretError> {
-        let cache = SecretsManagerCachingClient::from_builder(config, CACHE_ENTRIES, ttl, true)
+        Ok(Self {
+            client: aws_sdk_secretsmanager::Client::from_conf(config.build()),
+            ids,
+            ttl,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn cached(&self, name: SecretName, fresh_only: bool) -> Option<SecretString> {
+        let cache = self.cache.lock().ok()?;
+        let entry = cache.get(&name)?;
+        (!fresh_only || entry.read_at.elapsed() < self.ttl).then(|| entry.value.clone())
+    }
+
+    /// `GetSecretValue` for `id`, as a string.
+    async fn read(&self, name: SecretName, id: &str) -> Result<SecretString, SecretError> {
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(id)
+            .send()
             .await
-            .map_err(|e| SecretError::Unavailable(format!("secrets cache: {e}")))?;
-        Ok(Self { cache, ids, ttl })
-    }
-
-    pub fn ids(&self) -> &SecretIds {
-        &self.ids
-    }
-}
-
-/// What went wrong, without the value: `Missing` when the secret does not exist.
-fn classify(name: SecretName, err: &(dyn std::error::Error + 'static)) -> SecretError {
-    if let Some(e) = err.downcast_ref::<SdkError<GetSecretValueError, HttpResponse>>() {
-        if e.as_service_error()
-            .is_some_and(GetSecretValueError::is_resource_not_found_exception)
-        {
-            return SecretError::Missing(name);
-        }
-        return SecretError::Unavailable(describe_sdk_error("GetSecretValue", e));
-    }
-    if let Some(e) = err.downcast_ref::<SdkError<DescribeSecretError, HttpResponse>>() {
-        if e.as_service_error()
-            .is_some_and(DescribeSecretError::is_resource_not_found_exception)
-        {
-            return SecretError::Missing(name);
-        }
-        return SecretError::Unavailable(describe_sdk_error("DescribeSecret", e));
-    }
-    // The cache's own errors describe the store, never a value; still, keep them short.
-    SecretError::Unavailable(format!("secrets cache failed reading {name:?}"))
-}
-
-#[async_trait]
-impl SecretSource for SecretsManagerSource {
-    async fn get(&self, name: SecretName, refresh: bool) -> Result<SecretString, SecretError> {
-        let id = self.ids.get(name).ok_or(SecretError::Missing(name))?;
-        let value = match self.cache.get_secret_value(id, None, None, refresh).await {
-            Ok(v) => v,
-            Err(e) => return Err(classify(name, e.as_ref())),
-        };
-        if let Some(s) = value.secret_string {
+            .map_err(|e| {
+                if e.as_service_error()
+                    .is_some_and(GetSecretValueError::is_resource_not_found_exception)
+                {
+                    SecretError::Missing(name)
+                } else {
+                    SecretError::Unavailable(describe_sdk_error("GetSecretValue", &e))
+                }
+            })?;
+        if let Some(s) = out.secret_string {
             return Ok(SecretString::from(s));
         }
-        match value.secret_binary.map(|b| String::from_utf8(b.inner)) {
+        match out.secret_binary.map(|b| String::from_utf8(b.into_inner())) {
             Some(Ok(s)) => Ok(SecretString::from(s)),
             Some(Err(_)) => Err(SecretError::Malformed {
                 name,
@@ -162,6 +154,43 @@ impl SecretSource for SecretsManagerSource {
                 name,
                 reason: "the secret has no value".to_owned(),
             }),
+        }
+    }
+
+    pub fn ids(&self) -> &SecretIds {
+        &self.ids
+    }
+}
+
+#[async_trait]
+impl SecretSource for SecretsManagerSource {
+    async fn get(&self, name: SecretName, refresh: bool) -> Result<SecretString, SecretError> {
+        let id = self.ids.get(name).ok_or(SecretError::Missing(name))?;
+        if !refresh && let Some(value) = self.cached(name, true) {
+            return Ok(value);
+        }
+        match self.read(name, id).await {
+            Ok(value) => {
+                if let Ok(mut cache) = self.cache.lock() {
+                    cache.insert(
+                        name,
+                        Cached {
+                            value: value.clone(),
+                            read_at: Instant::now(),
+                        },
+                    );
+                }
+                Ok(value)
+            }
+            // Past its TTL, a value is still better than none while Secrets Manager is down.
+            Err(SecretError::Unavailable(reason)) if !refresh => match self.cached(name, false) {
+                Some(stale) => {
+                    tracing::warn!(secret = ?name, %reason, "serving a cached secret past its TTL");
+                    Ok(stale)
+                }
+                None => Err(SecretError::Unavailable(reason)),
+            },
+            Err(e) => Err(e),
         }
     }
 }
