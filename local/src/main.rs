@@ -34,8 +34,15 @@ enum Command {
 #[derive(Debug, Clone, clap::Args)]
 struct RedriveArgs {
     /// Which queue's dead letters: `outbound` (dispatch jobs) or `inbound` (webhook events).
-    #[arg(long, value_parser = ["outbound", "inbound"])]
-    queue: String,
+    #[arg(long, value_parser = ["outbound", "inbound"], required_unless_present = "dlq_url")]
+    queue: Option<String>,
+    /// On AWS: the SQS dead-letter queue's URL (with --queue-url; needs a build with
+    /// `--features aws`; credentials and region as for the AWS CLI's environment).
+    #[arg(long, requires = "queue_url", conflicts_with = "queue")]
+    dlq_url: Option<String>,
+    /// On AWS: the URL of the queue the dead letters go back to.
+    #[arg(long, requires = "dlq_url")]
+    queue_url: Option<String>,
     /// Only dead letters first queued at most this long ago (`90m`, `2h`, `7d`).
     #[arg(long, value_parser = parse_ago)]
     since: Option<Duration>,
@@ -134,7 +141,18 @@ async fn run_redrive(args: RedriveArgs) -> ExitCode {
         until: args.until.map(ago),
         dry_run: args.dry_run,
     };
-    match redrive::run(&args.data_dir, &args.queue, filter).await {
+    let (moved, label) = match (&args.dlq_url, &args.queue_url, &args.queue) {
+        (Some(dlq), Some(queue), _) => (redrive_sqs(dlq, queue, filter).await, queue.clone()),
+        (_, _, Some(queue)) => (
+            redrive::run(&args.data_dir, queue, filter).await,
+            queue.clone(),
+        ),
+        _ => (
+            Err("give --queue, or --dlq-url and --queue-url".to_owned()),
+            String::new(),
+        ),
+    };
+    match moved {
         Ok(report) => {
             let verb = if report.dry_run {
                 "would move"
@@ -145,10 +163,8 @@ async fn run_redrive(args: RedriveArgs) -> ExitCode {
                 println!("{verb} {} {}", item.message_id, item.body);
             }
             println!(
-                "{verb} {} message(s) from {}-dlq to {}; {} left by the time filter",
+                "{verb} {} message(s) from {label}'s dead-letter queue to {label}; {} left by the time filter",
                 report.moved.len(),
-                args.queue,
-                args.queue,
                 report.skipped
             );
             ExitCode::SUCCESS
@@ -158,6 +174,25 @@ async fn run_redrive(args: RedriveArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+#[cfg(feature = "aws")]
+async fn redrive_sqs(
+    dlq: &str,
+    queue: &str,
+    filter: carteiro_shared::redrive::RedriveFilter,
+) -> Result<carteiro_shared::redrive::RedriveReport, String> {
+    let sdk = carteiro_shared::adapters::aws::load_sdk_config().await;
+    redrive::run_sqs(&sdk, dlq, queue, filter).await
+}
+
+#[cfg(not(feature = "aws"))]
+async fn redrive_sqs(
+    _dlq: &str,
+    _queue: &str,
+    _filter: carteiro_shared::redrive::RedriveFilter,
+) -> Result<carteiro_shared::redrive::RedriveReport, String> {
+    Err("this carteiro was built without AWS support; build it with `cargo build --release --features aws`".to_owned())
 }
 
 fn print_banner(app: &Application) {

@@ -1,5 +1,6 @@
-//! `carteiro redrive` over the embedded store: the dead-letter queue of `outbound` or
-//! `inbound` back to its source, through the shared redrive (the same code moves SQS's).
+//! `carteiro redrive`: a dead-letter queue back to its source, through the shared redrive —
+//! over the embedded store ([`run`]: `outbound` or `inbound`), or over AWS SQS ([`run_sqs`],
+//! with the `aws` feature: two queue URLs).
 
 use crate::{INBOUND_DLQ, INBOUND_QUEUE, OUTBOUND_DLQ, OUTBOUND_QUEUE};
 use carteiro_shared::adapters::embedded::{DEFAULT_FILE_NAME, EmbeddedDb};
@@ -23,6 +24,23 @@ pub async fn run(
     }
     let db = EmbeddedDb::open(&path).map_err(|e| e.to_string())?;
     redrive(&db.queue(dlq), &db.queue(source), filter)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Redrives the SQS dead-letter queue at `dlq_url` into the queue at `queue_url`.
+#[cfg(feature = "aws")]
+pub async fn run_sqs(
+    sdk: &aws_config::SdkConfig,
+    dlq_url: &str,
+    queue_url: &str,
+    filter: RedriveFilter,
+) -> Result<RedriveReport, String> {
+    use carteiro_shared::adapters::aws::SqsQueue;
+    let client = aws_sdk_sqs::Client::new(sdk);
+    let dlq = SqsQueue::new(client.clone(), dlq_url.to_owned());
+    let source = SqsQueue::new(client, queue_url.to_owned());
+    redrive(&dlq, &source, filter)
         .await
         .map_err(|e| e.to_string())
 }

@@ -432,6 +432,33 @@ async fn aws_redrive_moves_dead_letters_back_and_dry_run_moves_nothing() {
     redrive_all(&bdlq, &b).await;
 }
 
+#[tokio::test]
+async fn aws_the_redrive_command_moves_sqs_dead_letters_by_url() {
+    let m = moto();
+    let sdk = m.sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let (queue_url, dlq_url) = (m.create_queue("cmd").await, m.create_queue("cmd-dlq").await);
+    let dlq = SqsQueue::new(sqs.clone(), dlq_url.clone());
+    let source = SqsQueue::new(sqs, queue_url.clone());
+    dlq.send_batch(&[OutgoingMessage::new("{\"id\":\"dead\"}".to_owned())])
+        .await
+        .unwrap();
+    let report =
+        carteiro_local::redrive::run_sqs(&sdk, &dlq_url, &queue_url, RedriveFilter::default())
+            .await
+            .unwrap();
+    assert_eq!(report.moved.len(), 1);
+    let back = source.receive(10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].body, "{\"id\":\"dead\"}");
+    assert!(
+        dlq.receive(10, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 /// The real embedded queue behind a switch that makes sends fail, as an SQS outage would.
 #[derive(Debug)]
 struct Outage {
