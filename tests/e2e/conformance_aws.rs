@@ -601,6 +601,71 @@ async fn aws_secrets_return_the_stored_json_and_missing_for_unset_names() {
 }
 
 #[tokio::test]
+async fn aws_secrets_serve_the_stale_value_when_a_refresh_past_the_ttl_fails() {
+    use wiremock::matchers::{header, method};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    // Secrets Manager that answers once, then fails every call as an outage would.
+    let server = MockServer::start().await;
+    let target = || header("x-amz-target", "secretsmanager.GetSecretValue");
+    Mock::given(method("POST"))
+        .and(target())
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:w", "Name": "w",
+            "SecretString": "{\"v\":1}", "VersionId": "v1", "VersionStages": ["AWSCURRENT"]
+        })))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(target())
+        .respond_with(ResponseTemplate::new(500).set_body_json(serde_json::json!({
+            "__type": "InternalServiceError", "message": "injected outage"
+        })))
+        .mount(&server)
+        .await;
+    let config = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(server.uri())
+        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+            "AKIDCARTEIROTEST",
+            "s3cr3t",
+            None,
+            None,
+            "test",
+        ))
+        .retry_config(aws_config::retry::RetryConfig::disabled());
+    let ids = SecretIds {
+        whatsapp: Some("w".into()),
+        ..SecretIds::default()
+    };
+    let src = SecretsManagerSource::from_builder(config, ids, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        src.get(SecretName::Whatsapp, false)
+            .await
+            .unwrap()
+            .expose_secret(),
+        "{\"v\":1}"
+    );
+    // Past the TTL (zero) the read fails: the cached value is still served...
+    assert_eq!(
+        src.get(SecretName::Whatsapp, false)
+            .await
+            .unwrap()
+            .expose_secret(),
+        "{\"v\":1}"
+    );
+    // ...but a forced refresh (a provider refused the cached credential) reports the outage.
+    assert!(matches!(
+        src.get(SecretName::Whatsapp, true).await,
+        Err(SecretError::Unavailable(_))
+    ));
+    assert_eq!(server.received_requests().await.unwrap().len(), 3);
+}
+
+#[tokio::test]
 async fn aws_secrets_refresh_sees_a_new_value_the_cache_serves_the_old_one() {
     let m = moto();
     let arn = m
