@@ -2,9 +2,8 @@
 //! `CARTEIRO_*` settings the Lambdas read are loaded by the same typed module
 //! ([`carteiro_shared::config::Settings`]), so an operator can try a setting locally.
 
-use carteiro_shared::config::{ConfigError, Env, Settings};
-use carteiro_shared::providers::email::{MailerOptions, SmtpSettings};
-use carteiro_shared::providers::whatsapp::GraphSettings;
+use carteiro_shared::config::Settings;
+use carteiro_shared::providers::email::MailerOptions;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,21 +24,8 @@ pub struct Config {
     pub poll_interval: Duration,
     /// Extra SMTP client options (a test's own root certificate, say).
     pub smtp_options: MailerOptions,
-    /// The functions' settings (`CARTEIRO_*`).
+    /// The functions' settings (`CARTEIRO_*`), provider clients' included.
     pub settings: Settings,
-    pub graph: GraphSettings,
-    pub smtp: SmtpSettings,
-}
-
-/// The functions' settings from an environment.
-pub fn function_settings(
-    env: Env<'_>,
-) -> Result<(Settings, GraphSettings, SmtpSettings), ConfigError> {
-    Ok((
-        Settings::from_env(env)?,
-        GraphSettings::from_env(env)?,
-        SmtpSettings::from_env(env)?,
-    ))
 }
 
 impl Config {
@@ -52,8 +38,6 @@ impl Config {
             poll_interval: Duration::from_millis(20),
             smtp_options: MailerOptions::default(),
             settings: Settings::default(),
-            graph: GraphSettings::default(),
-            smtp: SmtpSettings::default(),
         }
     }
 }

@@ -109,8 +109,8 @@ impl Application {
             .await
             .is_ok_and(|w| w.access_token.is_some() && w.phone_number_id.is_some());
         let (whatsapp, whatsapp_sandbox): (Arc<dyn WhatsAppSender>, _) = if has_credentials {
-            let graph =
-                GraphClient::new(&config.graph).map_err(|e| StartError::Http(e.to_string()))?;
+            let graph = GraphClient::new(&config.settings.graph)
+                .map_err(|e| StartError::Http(e.to_string()))?;
             (Arc::new(graph), None)
         } else {
             let sandbox = Arc::new(SandboxOutbox::new());
@@ -120,7 +120,7 @@ impl Application {
         let (email, email_sandbox): (Arc<dyn Provider>, _) = if secrets.smtp(false).await.is_ok() {
             let smtp = SmtpFromSecrets::new(
                 secrets.clone(),
-                config.smtp.clone(),
+                config.settings.smtp.clone(),
                 config.smtp_options.clone(),
             );
             (Arc::new(smtp), None)

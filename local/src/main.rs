@@ -1,8 +1,8 @@
 //! `carteiro`: the whole gateway as one local process.
 
-use carteiro_local::config::{Config, DEFAULT_DATA_DIR, DEFAULT_LISTEN, function_settings};
+use carteiro_local::config::{Config, DEFAULT_DATA_DIR, DEFAULT_LISTEN};
 use carteiro_local::{Application, dev_secrets, redrive};
-use carteiro_shared::config::{Env, process_env};
+use carteiro_shared::config::{Env, Settings, process_env};
 use carteiro_shared::observability::{LogFormat, init_logging};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -85,7 +85,7 @@ async fn main() -> ExitCode {
         Some(Command::Redrive(args)) => return run_redrive(args).await,
         None => cli.serve,
     };
-    let (settings, graph, smtp) = match function_settings(Env::new(&process_env)) {
+    let settings = match Settings::from_env(Env::new(&process_env)) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("carteiro: {e}");
@@ -104,8 +104,6 @@ async fn main() -> ExitCode {
         poll_interval: Duration::from_millis(100),
         smtp_options: Default::default(),
         settings,
-        graph,
-        smtp,
     };
     let app = match Application::build(config).await {
         Ok(app) => app,

@@ -215,6 +215,8 @@ pub struct Settings {
     pub send_api: SendApiSettings,
     pub dispatch: DispatchSettings,
     pub sweep: SweepSettings,
+    pub graph: GraphSettings,
+    pub smtp: SmtpSettings,
 }
 
 impl Settings {
@@ -225,6 +227,8 @@ impl Settings {
             send_api: SendApiSettings::from_env(env)?,
             dispatch: DispatchSettings::from_env(env)?,
             sweep: SweepSettings::from_env(env)?,
+            graph: GraphSettings::from_env(env)?,
+            smtp: SmtpSettings::from_env(env)?,
         })
     }
 }
@@ -355,6 +359,33 @@ mod tests {
     }
 
     #[test]
+    fn smtp_settings_defaults_and_env() {
+        let none = env_of(&[]);
+        assert_eq!(
+            SmtpSettings::from_env(Env::new(&none)),
+            Ok(SmtpSettings::default())
+        );
+        let set = env_of(&[
+            ("CARTEIRO_SMTP_TIMEOUT_MS", "2500"),
+            ("CARTEIRO_SMTP_POOL_SIZE", "2"),
+        ]);
+        let s = SmtpSettings::from_env(Env::new(&set));
+        assert_eq!(
+            s.as_ref().map(|s| s.timeout),
+            Ok(Duration::from_millis(2500))
+        );
+        assert_eq!(s.map(|s| s.pool_max_size), Ok(2));
+        for bad in [
+            &[("CARTEIRO_SMTP_TIMEOUT_MS", "0")][..],
+            &[("CARTEIRO_SMTP_POOL_SIZE", "0")][..],
+            &[("CARTEIRO_SMTP_POOL_SIZE", "x")][..],
+        ] {
+            let e = env_of(bad);
+            assert!(SmtpSettings::from_env(Env::new(&e)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn durations_take_units_and_bare_seconds() {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
@@ -427,5 +458,104 @@ mod tests {
                 ..
             })
         ));
+    }
+}
+
+// ---- Provider clients ----------------------------------------------------------------------
+
+/// HTTP client settings for the Graph API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GraphSettings {
+    /// TCP + TLS connect timeout (`CARTEIRO_GRAPH_CONNECT_TIMEOUT_MS`, default 3000).
+    pub connect_timeout: Duration,
+    /// Whole-request timeout, body included (`CARTEIRO_GRAPH_TIMEOUT_MS`, default 10000).
+    pub request_timeout: Duration,
+}
+
+impl Default for GraphSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl GraphSettings {
+    pub fn from_env(env: Env<'_>) -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        let millis = |var: &'static str, default: Duration| -> Result<Duration, ConfigError> {
+            let default_ms = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
+            match env.number_or(var, default_ms)? {
+                0 => Err(ConfigError::Invalid {
+                    var,
+                    reason: "must be at least 1 millisecond".to_owned(),
+                }),
+                ms => Ok(Duration::from_millis(ms)),
+            }
+        };
+        Ok(Self {
+            connect_timeout: millis(
+                "CARTEIRO_GRAPH_CONNECT_TIMEOUT_MS",
+                defaults.connect_timeout,
+            )?,
+            request_timeout: millis("CARTEIRO_GRAPH_TIMEOUT_MS", defaults.request_timeout)?,
+        })
+    }
+}
+
+/// SMTP command timeout by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle SMTP connections kept by default.
+pub const DEFAULT_POOL_SIZE: u32 = 4;
+/// An idle pooled SMTP connection is closed after this.
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// SMTP client settings, from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpSettings {
+    /// Bounds connecting (TCP, TLS, EHLO, STARTTLS, AUTH), then each SMTP command, the
+    /// message content with its final reply included (`CARTEIRO_SMTP_TIMEOUT_MS`, default
+    /// 10 000).
+    pub timeout: Duration,
+    /// Idle connections kept per mailer (`CARTEIRO_SMTP_POOL_SIZE`, default 4). Sends are not
+    /// limited by it: a send that finds no idle connection opens one.
+    pub pool_max_size: u32,
+    /// An idle pooled connection is closed after this long (60 s).
+    pub pool_idle_timeout: Duration,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        Self {
+            timeout: DEFAULT_TIMEOUT,
+            pool_max_size: DEFAULT_POOL_SIZE,
+            pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
+        }
+    }
+}
+
+impl SmtpSettings {
+    pub fn from_env(env: Env<'_>) -> Result<Self, ConfigError> {
+        let timeout_ms = env.number_or("CARTEIRO_SMTP_TIMEOUT_MS", 10_000)?;
+        if timeout_ms == 0 {
+            return Err(ConfigError::Invalid {
+                var: "CARTEIRO_SMTP_TIMEOUT_MS",
+                reason: "must be at least 1".to_owned(),
+            });
+        }
+        let pool = env.number_or("CARTEIRO_SMTP_POOL_SIZE", u64::from(DEFAULT_POOL_SIZE))?;
+        let pool_max_size = u32::try_from(pool)
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| ConfigError::Invalid {
+                var: "CARTEIRO_SMTP_POOL_SIZE",
+                reason: format!("{pool} is not between 1 and 100"),
+            })?;
+        Ok(Self {
+            timeout: Duration::from_millis(timeout_ms),
+            pool_max_size,
+            pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
+        })
     }
 }

@@ -4,13 +4,14 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use carteiro_shared::adapters::aws::{DynamoStore, SecretIds, SecretsManagerSource, SqsQueue};
 use carteiro_shared::config::{ConfigError, Env};
+use carteiro_shared::config::{GraphSettings, SmtpSettings};
 use carteiro_shared::dispatch::{self, DispatchContext, DispatchSettings};
 use carteiro_shared::lambda::serve_sqs;
 use carteiro_shared::ports::SystemClock;
 use carteiro_shared::providers;
-use carteiro_shared::providers::email::{MailerOptions, SmtpSettings};
+use carteiro_shared::providers::email::MailerOptions;
 use carteiro_shared::providers::smtp_from_secrets::SmtpFromSecrets;
-use carteiro_shared::providers::whatsapp::{GraphClient, GraphSettings};
+use carteiro_shared::providers::whatsapp::GraphClient;
 use lambda_runtime::LambdaEvent;
 use std::sync::Arc;
 

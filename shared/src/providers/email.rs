@@ -34,7 +34,6 @@
 //! server's replies and lettre's error kinds. lettre's `tracing` feature stays off: it logs
 //! every line written at debug level, `AUTH PLAIN <base64 user+password>` included.
 
-use crate::config::{ConfigError, Env};
 use crate::domain::delivery::DeliveryError;
 use crate::domain::message::{EmailBody, EmailMessage};
 use crate::providers::templates::{EmailTemplates, TemplateError};
@@ -60,9 +59,9 @@ use crate::secrets::SmtpSecret;
 /// `DeliveryError::source` for failures reported by the SMTP server or connection.
 pub const ERROR_SOURCE: &str = "smtp";
 
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-pub const DEFAULT_POOL_SIZE: u32 = 4;
-pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub use crate::config::{
+    DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_POOL_SIZE, DEFAULT_TIMEOUT, SmtpSettings,
+};
 /// A pooled connection is not reused once this old (SES rotates its endpoints behind a load
 /// balancer and advises against long-lived connections).
 pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
@@ -70,55 +69,6 @@ pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
 /// `DeliveryError::code` when the connection failed after the message content was written and
 /// before the server's reply: the message may or may not have been queued (RFC 1047).
 pub const NO_REPLY_AFTER_DATA: &str = "no_reply_after_data";
-
-/// SMTP client settings, from the environment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SmtpSettings {
-    /// Bounds connecting (TCP, TLS, EHLO, STARTTLS, AUTH), then each SMTP command, the
-    /// message content with its final reply included (`CARTEIRO_SMTP_TIMEOUT_MS`, default
-    /// 10 000).
-    pub timeout: Duration,
-    /// Idle connections kept per mailer (`CARTEIRO_SMTP_POOL_SIZE`, default 4). Sends are not
-    /// limited by it: a send that finds no idle connection opens one.
-    pub pool_max_size: u32,
-    /// An idle pooled connection is closed after this long (60 s).
-    pub pool_idle_timeout: Duration,
-}
-
-impl Default for SmtpSettings {
-    fn default() -> Self {
-        Self {
-            timeout: DEFAULT_TIMEOUT,
-            pool_max_size: DEFAULT_POOL_SIZE,
-            pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
-        }
-    }
-}
-
-impl SmtpSettings {
-    pub fn from_env(env: Env<'_>) -> Result<Self, ConfigError> {
-        let timeout_ms = env.number_or("CARTEIRO_SMTP_TIMEOUT_MS", 10_000)?;
-        if timeout_ms == 0 {
-            return Err(ConfigError::Invalid {
-                var: "CARTEIRO_SMTP_TIMEOUT_MS",
-                reason: "must be at least 1".to_owned(),
-            });
-        }
-        let pool = env.number_or("CARTEIRO_SMTP_POOL_SIZE", u64::from(DEFAULT_POOL_SIZE))?;
-        let pool_max_size = u32::try_from(pool)
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| ConfigError::Invalid {
-                var: "CARTEIRO_SMTP_POOL_SIZE",
-                reason: format!("{pool} is not between 1 and 100"),
-            })?;
-        Ok(Self {
-            timeout: Duration::from_millis(timeout_ms),
-            pool_max_size,
-            pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
-        })
-    }
-}
 
 /// How the mailer protects the connection, decided by the configured host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -884,38 +834,6 @@ mod tests {
             smtp_password: Some(SecretString::from("pa55w0rd-very-secret")),
             from_email: "Carteiro <noreply@carteiro.example>".to_owned(),
             use_ssl,
-        }
-    }
-
-    fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| {
-            vars.iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| (*v).to_owned())
-        }
-    }
-
-    #[test]
-    fn settings_defaults_and_env() {
-        let none = env(&[]);
-        assert_eq!(
-            SmtpSettings::from_env(Env::new(&none)).unwrap(),
-            SmtpSettings::default()
-        );
-        let set = env(&[
-            ("CARTEIRO_SMTP_TIMEOUT_MS", "2500"),
-            ("CARTEIRO_SMTP_POOL_SIZE", "2"),
-        ]);
-        let s = SmtpSettings::from_env(Env::new(&set)).unwrap();
-        assert_eq!(s.timeout, Duration::from_millis(2500));
-        assert_eq!(s.pool_max_size, 2);
-        for bad in [
-            &[("CARTEIRO_SMTP_TIMEOUT_MS", "0")][..],
-            &[("CARTEIRO_SMTP_POOL_SIZE", "0")][..],
-            &[("CARTEIRO_SMTP_POOL_SIZE", "x")][..],
-        ] {
-            let e = env(bad);
-            assert!(SmtpSettings::from_env(Env::new(&e)).is_err(), "{bad:?}");
         }
     }
 

@@ -26,7 +26,6 @@
 //!   `biz_opaque_callback_data`, and a `delivered` outranks `failed` in the record's state
 //!   machine, so such a record heals itself if the message does arrive.
 
-use crate::config::{ConfigError, Env};
 use crate::domain::delivery::DeliveryError;
 use crate::domain::ids::MessageId;
 use crate::domain::payload::DeliveryPayload;
@@ -54,46 +53,7 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// How much of an unparseable error body (an HTML page from a proxy) is kept in `details`.
 const MAX_DETAILS_CHARS: usize = 256;
 
-/// HTTP client settings for the Graph API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GraphSettings {
-    /// TCP + TLS connect timeout (`CARTEIRO_GRAPH_CONNECT_TIMEOUT_MS`, default 3000).
-    pub connect_timeout: Duration,
-    /// Whole-request timeout, body included (`CARTEIRO_GRAPH_TIMEOUT_MS`, default 10000).
-    pub request_timeout: Duration,
-}
-
-impl Default for GraphSettings {
-    fn default() -> Self {
-        Self {
-            connect_timeout: Duration::from_secs(3),
-            request_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-impl GraphSettings {
-    pub fn from_env(env: Env<'_>) -> Result<Self, ConfigError> {
-        let defaults = Self::default();
-        let millis = |var: &'static str, default: Duration| -> Result<Duration, ConfigError> {
-            let default_ms = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
-            match env.number_or(var, default_ms)? {
-                0 => Err(ConfigError::Invalid {
-                    var,
-                    reason: "must be at least 1 millisecond".to_owned(),
-                }),
-                ms => Ok(Duration::from_millis(ms)),
-            }
-        };
-        Ok(Self {
-            connect_timeout: millis(
-                "CARTEIRO_GRAPH_CONNECT_TIMEOUT_MS",
-                defaults.connect_timeout,
-            )?,
-            request_timeout: millis("CARTEIRO_GRAPH_TIMEOUT_MS", defaults.request_timeout)?,
-        })
-    }
-}
+pub use crate::config::GraphSettings;
 
 /// Sends one Graph API message body. Implemented by [`GraphClient`] (Meta) and
 /// [`SandboxOutbox`] (in memory).
