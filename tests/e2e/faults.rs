@@ -5,7 +5,6 @@
 //! own redrive policy on moto, and through the local consumer's equivalent — and, once the
 //! fault is gone, a redrive delivers it.
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use carteiro_e2e::moto::moto;
 use carteiro_e2e::webhooks::{queued_whatsapp_record, status_payload, whatsapp_secret_json};
 use carteiro_local::consumer::{Consumer, MAX_RECEIVES, poll_once};
@@ -374,14 +373,7 @@ async fn aws_a_job_that_keeps_failing_reaches_the_dead_letter_queue_after_the_re
         }
         receives += 1;
         assert!(receives <= 10, "the failing job never left the queue");
-        let mut event = SqsEvent::default();
-        for m in &batch {
-            let mut record = SqsMessage::default();
-            record.message_id = Some(m.message_id.clone());
-            record.receipt_handle = Some(m.receipt_handle.clone());
-            record.body = Some(m.body.clone());
-            event.records.push(record);
-        }
+        let event = carteiro_e2e::apigw::sqs_event(&batch);
         let failed: Vec<String> =
             match carteiro_dispatch::handler(&ctx, LambdaEvent::new(event, Context::default()))
                 .await

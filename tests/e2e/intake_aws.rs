@@ -2,7 +2,6 @@
 //! the intake Lambda handler, the events through SQS, the inbound-events Lambda handler with
 //! partial batch failures, and the state read back from DynamoDB.
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use carteiro_e2e::apigw;
 use carteiro_e2e::moto::moto;
 use carteiro_e2e::webhooks::{
@@ -94,14 +93,7 @@ impl AwsStack {
                 return handled;
             }
             handled += batch.len();
-            let mut event = SqsEvent::default();
-            for m in &batch {
-                let mut record = SqsMessage::default();
-                record.message_id = Some(m.message_id.clone());
-                record.receipt_handle = Some(m.receipt_handle.clone());
-                record.body = Some(m.body.clone());
-                event.records.push(record);
-            }
+            let event = carteiro_e2e::apigw::sqs_event(&batch);
             let response = carteiro_inbound_events::handler(
                 &self.inbound,
                 LambdaEvent::new(event, Context::default()),

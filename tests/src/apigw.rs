@@ -53,3 +53,18 @@ pub fn request(
     });
     lambda_http::request::from_str(&event.to_string()).unwrap()
 }
+
+/// The SQS event Lambda's event source mapping builds for a received batch.
+pub fn sqs_event(
+    batch: &[carteiro_shared::ports::ReceivedMessage],
+) -> aws_lambda_events::event::sqs::SqsEvent {
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    for m in batch {
+        let mut record = aws_lambda_events::event::sqs::SqsMessage::default();
+        record.message_id = Some(m.message_id.clone());
+        record.receipt_handle = Some(m.receipt_handle.clone());
+        record.body = Some(m.body.clone());
+        event.records.push(record);
+    }
+    event
+}
