@@ -4,6 +4,7 @@
 pub mod email;
 pub mod email_sandbox;
 pub mod smtp_from_secrets;
+pub mod smtp_reply;
 pub mod templates;
 pub mod whatsapp;
 
