@@ -12,15 +12,15 @@
 use carteiro_shared::adapters::embedded::EmbeddedDb;
 use carteiro_shared::adapters::file_secrets::FileSecretSource;
 use carteiro_shared::batch::QueuedEvent;
+use carteiro_shared::config::{GraphSettings, SmtpSettings};
 use carteiro_shared::dispatch::{self, DispatchContext, DispatchSettings};
 use carteiro_shared::domain::delivery::{Channel, DeliveryRecord};
 use carteiro_shared::domain::message::SendRequest;
 use carteiro_shared::domain::payload::DeliveryPayload;
 use carteiro_shared::domain::{DeliveryStatus, MessageId, Timestamp};
 use carteiro_shared::ports::SystemClock;
-use carteiro_shared::providers::email::{MailerOptions, SmtpSettings};
-use carteiro_shared::providers::whatsapp::{GraphClient, GraphSettings};
-use carteiro_shared::providers::{self, smtp_from_secrets::SmtpFromSecrets};
+use carteiro_shared::providers;
+use carteiro_shared::providers::email::MailerOptions;
 use carteiro_shared::secrets::Secrets;
 use carteiro_shared::send_api::DispatchJob;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -59,15 +59,13 @@ async fn fixture(concurrency: usize) -> Option<Fixture> {
     let ctx = DispatchContext {
         store: Arc::new(db.store()),
         outbound: Arc::new(db.queue("outbound")),
-        providers: providers::standard(
+        providers: providers::live(
             &secrets,
-            Arc::new(GraphClient::new(&GraphSettings::default()).ok()?),
-            Arc::new(SmtpFromSecrets::new(
-                secrets.clone(),
-                SmtpSettings::default(),
-                MailerOptions::default(),
-            )),
-        ),
+            &GraphSettings::default(),
+            &SmtpSettings::default(),
+            MailerOptions::default(),
+        )
+        .ok()?,
         clock: Arc::new(SystemClock),
         settings: DispatchSettings {
             concurrency,

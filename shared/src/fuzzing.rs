@@ -242,7 +242,8 @@ const EMAIL_HEADERS: [&str; 10] = [
 ];
 
 fn check_mime(email: &crate::domain::message::EmailMessage) -> Result<(), Violation> {
-    use crate::providers::email::{MailerOptions, SmtpMailer, SmtpSettings};
+    use crate::config::SmtpSettings;
+    use crate::providers::email::{MailerOptions, SmtpMailer};
     let secret = || crate::secrets::SmtpSecret {
         smtp_host: "127.0.0.1".to_owned(),
         smtp_port: 2525,

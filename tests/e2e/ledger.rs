@@ -6,13 +6,13 @@
 use carteiro_shared::adapters::embedded::EmbeddedDb;
 use carteiro_shared::adapters::file_secrets::FileSecretSource;
 use carteiro_shared::batch::QueuedEvent;
+use carteiro_shared::config::{GraphSettings, SmtpSettings};
 use carteiro_shared::dispatch::{self, DispatchContext, DispatchSettings};
 use carteiro_shared::domain::{DeliveryStatus, MessageId};
 use carteiro_shared::ports::{DeliveryStore, Queue, SystemClock};
-use carteiro_shared::providers::email::{MailerOptions, SmtpSettings};
+use carteiro_shared::providers;
+use carteiro_shared::providers::email::MailerOptions;
 use carteiro_shared::providers::templates::EmailTemplates;
-use carteiro_shared::providers::whatsapp::{GraphClient, GraphSettings};
-use carteiro_shared::providers::{self, smtp_from_secrets::SmtpFromSecrets};
 use carteiro_shared::resilience::RetryPolicy;
 use carteiro_shared::secrets::Secrets;
 use carteiro_shared::send_api::{self, SendApiContext, SendApiSettings};
@@ -90,15 +90,13 @@ async fn n_unique_messages_in_n_unique_acceptances_out_despite_provider_faults()
     let dispatch = DispatchContext {
         store: store.clone(),
         outbound: Arc::new(outbound.clone()),
-        providers: providers::standard(
+        providers: providers::live(
             &secrets,
-            Arc::new(GraphClient::new(&GraphSettings::default()).unwrap()),
-            Arc::new(SmtpFromSecrets::new(
-                secrets.clone(),
-                SmtpSettings::default(),
-                MailerOptions::default(),
-            )),
-        ),
+            &GraphSettings::default(),
+            &SmtpSettings::default(),
+            MailerOptions::default(),
+        )
+        .unwrap(),
         clock: Arc::new(SystemClock),
         settings: DispatchSettings {
             // Short waits: the queue's whole-second delays then set the pace.

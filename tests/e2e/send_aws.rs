@@ -11,13 +11,13 @@ use carteiro_e2e::webhooks::{
     whatsapp_secret_json,
 };
 use carteiro_shared::adapters::aws::{DynamoStore, SecretIds, SecretsManagerSource, SqsQueue};
+use carteiro_shared::config::{GraphSettings, SmtpSettings};
 use carteiro_shared::dispatch::{DispatchContext, DispatchSettings};
 use carteiro_shared::domain::{DeliveryStatus, MessageId};
 use carteiro_shared::ports::{DeliveryStore, Queue, ReceivedMessage, SystemClock};
-use carteiro_shared::providers::email::{MailerOptions, SmtpSettings};
+use carteiro_shared::providers;
+use carteiro_shared::providers::email::MailerOptions;
 use carteiro_shared::providers::templates::EmailTemplates;
-use carteiro_shared::providers::whatsapp::{GraphClient, GraphSettings};
-use carteiro_shared::providers::{self, smtp_from_secrets::SmtpFromSecrets};
 use carteiro_shared::secrets::Secrets;
 use carteiro_shared::send_api::{SendApiContext, SendApiSettings};
 use lambda_runtime::{Context, LambdaEvent};
@@ -76,15 +76,13 @@ async fn send_stack(graph: &MockServer) -> SendStack {
         dispatch: DispatchContext {
             store: Arc::new(store.clone()),
             outbound: Arc::new(outbound.clone()),
-            providers: providers::standard(
+            providers: providers::live(
                 &secrets,
-                Arc::new(GraphClient::new(&GraphSettings::default()).unwrap()),
-                Arc::new(SmtpFromSecrets::new(
-                    secrets.clone(),
-                    SmtpSettings::default(),
-                    MailerOptions::default(),
-                )),
-            ),
+                &GraphSettings::default(),
+                &SmtpSettings::default(),
+                MailerOptions::default(),
+            )
+            .unwrap(),
             clock: Arc::new(SystemClock),
             settings: DispatchSettings::default(),
         },

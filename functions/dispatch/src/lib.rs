@@ -10,8 +10,6 @@ use carteiro_shared::lambda::serve_sqs;
 use carteiro_shared::ports::SystemClock;
 use carteiro_shared::providers;
 use carteiro_shared::providers::email::MailerOptions;
-use carteiro_shared::providers::smtp_from_secrets::SmtpFromSecrets;
-use carteiro_shared::providers::whatsapp::GraphClient;
 use lambda_runtime::LambdaEvent;
 use std::sync::Arc;
 
@@ -24,16 +22,16 @@ pub async fn context_from_env(env: Env<'_>) -> Result<DispatchContext, ConfigErr
         ..SecretIds::default()
     };
     let secrets = SecretsManagerSource::secrets_from_env(&sdk, env, secret_ids).await?;
-    let graph =
-        GraphClient::new(&GraphSettings::from_env(env)?).map_err(|e| ConfigError::Invalid {
-            var: "CARTEIRO_GRAPH_TIMEOUT_MS",
-            reason: e.to_string(),
-        })?;
-    let email = SmtpFromSecrets::new(
-        secrets.clone(),
-        SmtpSettings::from_env(env)?,
+    let providers = providers::live(
+        &secrets,
+        &GraphSettings::from_env(env)?,
+        &SmtpSettings::from_env(env)?,
         MailerOptions::default(),
-    );
+    )
+    .map_err(|e| ConfigError::Invalid {
+        var: "CARTEIRO_GRAPH_TIMEOUT_MS",
+        reason: e.to_string(),
+    })?;
     Ok(DispatchContext {
         store: Arc::new(DynamoStore::from_env(&sdk, env)?),
         outbound: Arc::new(SqsQueue::from_env(
@@ -41,7 +39,7 @@ pub async fn context_from_env(env: Env<'_>) -> Result<DispatchContext, ConfigErr
             env,
             "CARTEIRO_OUTBOUND_QUEUE_URL",
         )?),
-        providers: providers::standard(&secrets, Arc::new(graph), Arc::new(email)),
+        providers,
         clock: Arc::new(SystemClock),
         settings: DispatchSettings::from_env(env)?,
     })

@@ -58,9 +58,7 @@ use crate::secrets::SmtpSecret;
 /// `DeliveryError::source` for failures reported by the SMTP server or connection.
 pub const ERROR_SOURCE: &str = "smtp";
 
-pub use crate::config::{
-    DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_POOL_SIZE, DEFAULT_TIMEOUT, SmtpSettings,
-};
+use crate::config::SmtpSettings;
 /// A pooled connection is not reused once this old (SES rotates its endpoints behind a load
 /// balancer and advises against long-lived connections).
 pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
@@ -696,7 +694,7 @@ fn transport_failure(err: &TransportError) -> SendFailure {
     }
 }
 
-pub use super::smtp_reply::{classify, classify_reply, enhanced_status, failure};
+use super::smtp_reply::failure;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -2,15 +2,14 @@
 //! exactly as the SMTP mailer would build them and kept in memory instead of being sent, so
 //! an app can be developed end to end without a mail server.
 
+use crate::config::SmtpSettings;
 use crate::domain::ids::MessageId;
 use crate::domain::message::EmailMessage;
 use crate::domain::payload::DeliveryPayload;
 use crate::domain::time::Timestamp;
 use crate::ports::provider::Provider;
 use crate::providers::SendOutcome;
-use crate::providers::email::{
-    EmailSender, MailerOptions, SmtpConfigError, SmtpMailer, SmtpSettings,
-};
+use crate::providers::email::{EmailSender, MailerOptions, SmtpConfigError, SmtpMailer};
 use crate::secrets::SmtpSecret;
 use async_trait::async_trait;
 use std::sync::{Mutex, PoisonError};

@@ -61,3 +61,21 @@ pub fn standard(
         )
         .with(Channel::Email, email)
 }
+
+/// The provider set that reaches the real providers: the Graph API and SMTP, with their
+/// credentials from `secrets` (what the dispatch Lambda runs; the local runtime picks a sandbox
+/// for a channel without credentials instead).
+pub fn live(
+    secrets: &crate::secrets::Secrets,
+    graph: &crate::config::GraphSettings,
+    smtp: &crate::config::SmtpSettings,
+    mailer: email::MailerOptions,
+) -> Result<crate::ports::provider::Providers, whatsapp::GraphClientError> {
+    let graph = whatsapp::GraphClient::new(graph)?;
+    let email = smtp_from_secrets::SmtpFromSecrets::new(secrets.clone(), smtp.clone(), mailer);
+    Ok(standard(
+        secrets,
+        std::sync::Arc::new(graph),
+        std::sync::Arc::new(email),
+    ))
+}

@@ -2,10 +2,11 @@
 //! kept while the secret is unchanged (its connection pool with it), and rebuilt from a freshly
 //! read secret when asked for fresh credentials (the port's `Token` rule, after a 535).
 
+use crate::config::SmtpSettings;
 use crate::domain::ids::MessageId;
 use crate::domain::payload::DeliveryPayload;
 use crate::ports::provider::Provider;
-use crate::providers::email::{EmailSender, MailerOptions, SmtpMailer, SmtpSettings};
+use crate::providers::email::{EmailSender, MailerOptions, SmtpMailer};
 use crate::providers::{FailureClass, SendFailure, SendOutcome, secret_failure};
 use crate::secrets::{Secrets, SmtpSecret};
 use async_trait::async_trait;

@@ -53,7 +53,7 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// How much of an unparseable error body (an HTML page from a proxy) is kept in `details`.
 const MAX_DETAILS_CHARS: usize = 256;
 
-pub use crate::config::GraphSettings;
+use crate::config::GraphSettings;
 
 /// Sends one Graph API message body. Implemented by [`GraphClient`] (Meta) and
 /// [`SandboxOutbox`] (in memory).

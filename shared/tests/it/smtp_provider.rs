@@ -9,10 +9,9 @@
 //! policy and the certificate check still use the configured name.
 
 use base64::Engine;
+use carteiro_shared::config::SmtpSettings;
 use carteiro_shared::domain::message::{Attachment, EmailBody, EmailMessage, SendRequest};
-use carteiro_shared::providers::email::{
-    EmailSender, MailerOptions, SmtpMailer, SmtpSecurity, SmtpSettings,
-};
+use carteiro_shared::providers::email::{EmailSender, MailerOptions, SmtpMailer, SmtpSecurity};
 use carteiro_shared::providers::{FailureClass, SendFailure, SendOutcome};
 use carteiro_shared::secrets::SmtpSecret;
 use secrecy::SecretString;

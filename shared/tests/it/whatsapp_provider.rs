@@ -5,13 +5,13 @@
 use crate::{fixture, whatsapp_fixtures};
 use async_trait::async_trait;
 use carteiro_shared::config::Env;
+use carteiro_shared::config::GraphSettings;
 use carteiro_shared::domain::delivery::DeliveryError;
 use carteiro_shared::domain::message::{OutboundMessage, SendRequest};
 use carteiro_shared::domain::webhook::MetaError;
 use carteiro_shared::ports::secrets::{SecretError, SecretName, SecretSource};
 use carteiro_shared::providers::whatsapp::{
-    GraphClient, GraphSettings, SandboxOutbox, WhatsAppProvider, WhatsAppSender, classify,
-    parse_error_body,
+    GraphClient, SandboxOutbox, WhatsAppProvider, WhatsAppSender, classify, parse_error_body,
 };
 use carteiro_shared::providers::{FailureClass, SendFailure, SendOutcome};
 use carteiro_shared::secrets::{Secrets, WhatsAppSecret};
