@@ -41,7 +41,7 @@ impl Consumer {
     }
 
     /// As template.yaml's visibility timeouts (6 × the function timeout).
-    pub const fn visibility(self) -> Duration {
+    const fn visibility(self) -> Duration {
         match self {
             Self::Inbound => Duration::from_secs(180),
             Self::Dispatch => Duration::from_secs(360),
