@@ -13,13 +13,16 @@ pub mod sweeper;
 
 use carteiro_shared::adapters::embedded::EmbeddedDb;
 use carteiro_shared::adapters::file_secrets::FileSecretSource;
+use carteiro_shared::callbacks::EventPublisher;
 use carteiro_shared::dispatch::DispatchContext;
+use carteiro_shared::domain::delivery::Channel;
 use carteiro_shared::inbound::InboundContext;
 use carteiro_shared::intake::IntakeContext;
 use carteiro_shared::ports::{Clock, DeliveryStore, Provider, Queue, SystemClock};
 use carteiro_shared::providers::email_sandbox::EmailOutbox;
 use carteiro_shared::providers::smtp_from_secrets::SmtpFromSecrets;
 use carteiro_shared::providers::templates::EmailTemplates;
+use carteiro_shared::providers::webhook::CallbackSender;
 use carteiro_shared::providers::whatsapp::{GraphClient, SandboxOutbox, WhatsAppSender};
 use carteiro_shared::secrets::Secrets;
 use carteiro_shared::send_api::SendApiContext;
@@ -132,7 +135,25 @@ impl Application {
             (outbox.clone(), Some(outbox))
         };
         let settings = &config.settings;
-        let providers = carteiro_shared::providers::standard(&secrets, whatsapp, email);
+        // The development allowlist: callbacks may go to plain http on loopback (a receiver
+        // on this machine). Lambda never allows it.
+        let mut callbacks = settings.callbacks.clone();
+        callbacks.allow_loopback_http = true;
+        let sender = CallbackSender::new(
+            secrets.clone(),
+            store.clone(),
+            clock.clone(),
+            callbacks.clone(),
+        )
+        .map_err(|e| StartError::Http(e.to_string()))?;
+        let providers = carteiro_shared::providers::standard(&secrets, whatsapp, email)
+            .with(Channel::Webhook, Arc::new(sender));
+        let events = EventPublisher {
+            store: store.clone(),
+            outbound: outbound.clone(),
+            secrets: secrets.clone(),
+            settings: callbacks,
+        };
         let gateway = Gateway {
             intake: IntakeContext {
                 queue: Arc::new(db.queue(INBOUND_QUEUE)),
@@ -143,6 +164,7 @@ impl Application {
                 store: store.clone(),
                 clock: clock.clone(),
                 settings: settings.inbound.clone(),
+                events: Some(events.clone()),
             },
             sweep: SweepContext {
                 store: store.clone(),
@@ -165,6 +187,7 @@ impl Application {
                 providers,
                 clock,
                 settings: settings.dispatch.clone(),
+                events: Some(events),
             },
             whatsapp_sandbox,
             email_sandbox,

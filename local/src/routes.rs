@@ -31,9 +31,7 @@ async fn handle(State(gateway): State<Gateway>, req: Request) -> Response {
 pub async fn route(gateway: &Gateway, req: ApiRequest) -> ApiResponse {
     match req.uri().path() {
         intake::PATH => intake::handle(&gateway.intake, req).await,
-        path if path == send_api::MESSAGES_PATH || path.starts_with("/v1/messages/") => {
-            send_api::handle(&gateway.send_api, req).await
-        }
+        path if send_api::serves(path) => send_api::handle(&gateway.send_api, req).await,
         "/sandbox/outbox" if req.method() == Method::GET => sandbox_outbox(gateway),
         "/health" if req.method() == Method::GET => {
             json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))

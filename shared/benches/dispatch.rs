@@ -71,6 +71,7 @@ async fn fixture(concurrency: usize) -> Option<Fixture> {
             concurrency,
             ..DispatchSettings::default()
         },
+        events: None,
     };
     Some(Fixture { ctx, _graph: graph })
 }

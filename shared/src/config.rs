@@ -128,6 +128,9 @@ pub struct DispatchSettings {
     /// sweeper (`CARTEIRO_QUEUE_MAX_DELAY`, default 900 s, SQS's limit).
     pub queue_max_delay: Duration,
     pub retry: RetryPolicy,
+    /// The retry policy of callbacks to the app (`CARTEIRO_CALLBACK_RETRY_SCHEDULE`, default
+    /// Standard Webhooks' ten attempts over about three days; `CARTEIRO_CALLBACK_MAX_AGE`).
+    pub callback_retry: RetryPolicy,
 }
 
 impl Default for DispatchSettings {
@@ -137,8 +140,39 @@ impl Default for DispatchSettings {
             concurrency: 10,
             queue_max_delay: crate::ports::queue::MAX_DELAY,
             retry: RetryPolicy::default(),
+            callback_retry: default_callback_retry(),
         }
     }
+}
+
+/// The default `CARTEIRO_CALLBACK_RETRY_SCHEDULE`: the Standard Webhooks example schedule.
+pub const DEFAULT_CALLBACK_SCHEDULE: &str = "0s,5s,5m,30m,2h,5h,10h,14h,20h,24h";
+
+const DEFAULT_CALLBACK_MAX_AGE: Duration = Duration::from_secs(4 * 24 * 60 * 60);
+
+fn default_callback_retry() -> RetryPolicy {
+    RetryPolicy::new(
+        parse_schedule(DEFAULT_CALLBACK_SCHEDULE).unwrap_or_default(),
+        crate::resilience::retry::DEFAULT_JITTER,
+        DEFAULT_CALLBACK_MAX_AGE,
+        Duration::ZERO,
+    )
+}
+
+fn callback_retry_from_env(env: Env<'_>) -> Result<RetryPolicy, ConfigError> {
+    let schedule = match env.optional("CARTEIRO_CALLBACK_RETRY_SCHEDULE") {
+        None => parse_schedule(DEFAULT_CALLBACK_SCHEDULE).unwrap_or_default(),
+        Some(v) => parse_schedule(&v).map_err(|reason| ConfigError::Invalid {
+            var: "CARTEIRO_CALLBACK_RETRY_SCHEDULE",
+            reason,
+        })?,
+    };
+    Ok(RetryPolicy::new(
+        schedule,
+        crate::resilience::retry::DEFAULT_JITTER,
+        env.duration_or("CARTEIRO_CALLBACK_MAX_AGE", DEFAULT_CALLBACK_MAX_AGE)?,
+        Duration::ZERO,
+    ))
 }
 
 impl DispatchSettings {
@@ -170,6 +204,79 @@ impl DispatchSettings {
             .unwrap_or(10),
             queue_max_delay,
             retry: retry_policy_from_env(env)?,
+            callback_retry: callback_retry_from_env(env)?,
+        })
+    }
+
+    /// The retry policy of a channel's deliveries.
+    pub fn retry_for(&self, channel: crate::domain::delivery::Channel) -> &RetryPolicy {
+        match channel {
+            crate::domain::delivery::Channel::Webhook => &self.callback_retry,
+            _ => &self.retry,
+        }
+    }
+}
+
+/// What a free-form WhatsApp message to a contact whose customer-service window is closed
+/// gets at acceptance (`CARTEIRO_SERVICE_WINDOW`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServiceWindowRule {
+    /// 202 with `"warnings": ["outside_service_window"]` (the default: the installation may
+    /// learn of inbound messages elsewhere).
+    #[default]
+    Warn,
+    /// 422 `outside_service_window` (or the message's fallback).
+    Enforce,
+    Off,
+}
+
+/// Callbacks to the app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackSettings {
+    /// One callback request's timeout (`CARTEIRO_CALLBACK_TIMEOUT`, default 15 s).
+    pub timeout: Duration,
+    /// An endpoint failing for this long without a success is disabled
+    /// (`CARTEIRO_CALLBACK_DISABLE_AFTER`, default 5 days, as Svix).
+    pub disable_after: Duration,
+    /// How long events are kept for `GET /v1/events/{id}` and replay
+    /// (`CARTEIRO_EVENT_TTL_DAYS`, default 30).
+    pub event_ttl: Duration,
+    /// How much of an endpoint's answer an attempt keeps (fixed: 1 KiB).
+    pub response_max_bytes: usize,
+    /// Plain `http://` to loopback addresses is allowed (the local runtime's development
+    /// allowlist; Lambda never sets it). Not an environment variable.
+    pub allow_loopback_http: bool,
+}
+
+impl Default for CallbackSettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(15),
+            disable_after: Duration::from_secs(5 * 24 * 60 * 60),
+            event_ttl: Duration::from_secs(30 * 24 * 60 * 60),
+            response_max_bytes: 1024,
+            allow_loopback_http: false,
+        }
+    }
+}
+
+impl CallbackSettings {
+    pub fn from_env(env: Env<'_>) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let timeout = env.duration_or("CARTEIRO_CALLBACK_TIMEOUT", d.timeout)?;
+        if timeout.is_zero() || timeout > Duration::from_secs(120) {
+            return Err(ConfigError::Invalid {
+                var: "CARTEIRO_CALLBACK_TIMEOUT",
+                reason: "must be more than 0 and at most 120s".to_owned(),
+            });
+        }
+        Ok(Self {
+            timeout,
+            disable_after: env.duration_or("CARTEIRO_CALLBACK_DISABLE_AFTER", d.disable_after)?,
+            event_ttl: Duration::from_secs(
+                env.number_in("CARTEIRO_EVENT_TTL_DAYS", 30, 1, 365)? * DAY,
+            ),
+            ..d
         })
     }
 }
@@ -181,6 +288,8 @@ pub struct SendApiSettings {
     pub max_body_bytes: usize,
     /// `CARTEIRO_IDEMPOTENCY_WINDOW_HOURS`, default 168 (7 days).
     pub idempotency_window: Duration,
+    /// `CARTEIRO_SERVICE_WINDOW`: `warn` (default), `enforce` or `off`.
+    pub service_window: ServiceWindowRule,
 }
 
 impl Default for SendApiSettings {
@@ -188,6 +297,7 @@ impl Default for SendApiSettings {
         Self {
             max_body_bytes: 256 * 1024,
             idempotency_window: Duration::from_secs(7 * 24 * 60 * 60),
+            service_window: ServiceWindowRule::Warn,
         }
     }
 }
@@ -203,6 +313,21 @@ impl SendApiSettings {
             idempotency_window: Duration::from_secs(
                 env.number_or("CARTEIRO_IDEMPOTENCY_WINDOW_HOURS", 168)? * 60 * 60,
             ),
+            service_window: match env
+                .optional("CARTEIRO_SERVICE_WINDOW")
+                .as_deref()
+                .map(str::trim)
+            {
+                None | Some("warn") => ServiceWindowRule::Warn,
+                Some("enforce") => ServiceWindowRule::Enforce,
+                Some("off") => ServiceWindowRule::Off,
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        var: "CARTEIRO_SERVICE_WINDOW",
+                        reason: format!("{other:?} is not warn, enforce or off"),
+                    });
+                }
+            },
         })
     }
 }
@@ -217,6 +342,7 @@ pub struct Settings {
     pub sweep: SweepSettings,
     pub graph: GraphSettings,
     pub smtp: SmtpSettings,
+    pub callbacks: CallbackSettings,
 }
 
 impl Settings {
@@ -229,6 +355,7 @@ impl Settings {
             sweep: SweepSettings::from_env(env)?,
             graph: GraphSettings::from_env(env)?,
             smtp: SmtpSettings::from_env(env)?,
+            callbacks: CallbackSettings::from_env(env)?,
         })
     }
 }

@@ -222,6 +222,9 @@ pub fn send_input(data: &[u8]) -> Result<(), Violation> {
             (DeliveryPayload::EmailV1 { .. }, _) => {
                 return violation("an email payload for a WhatsApp message");
             }
+            (DeliveryPayload::WebhookV1 { .. }, _) => {
+                return violation("a callback payload for an app's message");
+            }
         }
     }
     Ok(())

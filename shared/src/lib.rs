@@ -11,6 +11,7 @@
 
 pub mod adapters;
 pub mod batch;
+pub mod callbacks;
 pub mod config;
 pub mod dispatch;
 pub mod domain;

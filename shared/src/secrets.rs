@@ -112,6 +112,14 @@ impl Secrets {
         self.document(SecretName::ApiKeys, refresh).await
     }
 
+    /// The `callbacks` document: the app's endpoints and their signing secrets.
+    pub async fn callbacks(
+        &self,
+        refresh: bool,
+    ) -> Result<crate::callbacks::endpoints::CallbacksSecret, SecretError> {
+        self.document(SecretName::Callbacks, refresh).await
+    }
+
     async fn document<T: DeserializeOwned>(
         &self,
         name: SecretName,

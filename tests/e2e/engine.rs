@@ -63,6 +63,7 @@ fn failed_attempt(n: u32, outcome: &str) -> Attempt {
         provider_code: Some("131000".to_owned()),
         provider_status: None,
         latency_ms: 5,
+        details: None,
         settled: None,
     }
 }
@@ -144,6 +145,7 @@ fn dispatch_ctx(
         ),
         clock: Arc::new(SystemClock),
         settings: settings(unknown_wait),
+        events: None,
     }
 }
 
@@ -301,6 +303,7 @@ async fn an_ambiguous_send_is_settled_by_its_status_webhook_without_a_second_cal
         store: store.clone(),
         clock: Arc::new(SystemClock),
         settings: Default::default(),
+        events: None,
     };
     let payload = carteiro_e2e::webhooks::status_payload(
         "wamid.AMBIGUOUS",

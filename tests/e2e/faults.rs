@@ -100,6 +100,20 @@ impl DeliveryStore for FlakyStore {
     async fn list_kept(&self, kind: KeptKind, key: &str) -> Result<Vec<KeptRecord>, StoreError> {
         self.inner.list_kept(kind, key).await
     }
+    async fn get_state(
+        &self,
+        kind: carteiro_shared::ports::store::StateKind,
+        key: &str,
+    ) -> Result<Option<carteiro_shared::ports::store::StateDoc>, StoreError> {
+        self.inner.get_state(kind, key).await
+    }
+    async fn put_state(
+        &self,
+        doc: &carteiro_shared::ports::store::StateDoc,
+        expected_version: u64,
+    ) -> Result<ReplaceOutcome, StoreError> {
+        self.inner.put_state(doc, expected_version).await
+    }
 }
 
 fn dispatch_ctx(store: Arc<dyn DeliveryStore>, outbound: Arc<dyn Queue>) -> DispatchContext {
@@ -116,6 +130,7 @@ fn dispatch_ctx(store: Arc<dyn DeliveryStore>, outbound: Arc<dyn Queue>) -> Disp
         ),
         clock: Arc::new(SystemClock),
         settings: Default::default(),
+        events: None,
     }
 }
 
@@ -186,6 +201,7 @@ async fn dispatch_and_inbound_report_exactly_the_messages_whose_store_calls_fail
         store: flaky.clone(),
         clock: Arc::new(SystemClock),
         settings: Default::default(),
+        events: None,
     };
     let mut events = Vec::new();
     for (n, r) in records.iter().enumerate() {

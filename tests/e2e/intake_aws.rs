@@ -53,6 +53,7 @@ pub async fn aws_stack() -> AwsStack {
             store: Arc::new(store.clone()),
             clock: Arc::new(SystemClock),
             settings: InboundSettings::default(),
+            events: None,
         },
         queue,
         store,

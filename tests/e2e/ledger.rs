@@ -108,6 +108,7 @@ async fn n_unique_messages_in_n_unique_acceptances_out_despite_provider_faults()
             ),
             ..DispatchSettings::default()
         },
+        events: None,
     };
 
     let mut ids = Vec::new();

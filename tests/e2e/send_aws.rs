@@ -85,6 +85,7 @@ async fn send_stack(graph: &MockServer) -> SendStack {
             .unwrap(),
             clock: Arc::new(SystemClock),
             settings: DispatchSettings::default(),
+            events: None,
         },
         outbound,
         store,

@@ -386,6 +386,7 @@ pub fn rich_record() -> DeliveryRecord {
             provider_code: Some("131000".to_owned()),
             provider_status: None,
             latency_ms: 812,
+            details: Some("try again later".to_owned()),
             settled: None,
         },
         Attempt {
@@ -395,6 +396,7 @@ pub fn rich_record() -> DeliveryRecord {
             provider_code: None,
             provider_status: None,
             latency_ms: 10_000,
+            details: None,
             settled: None,
         },
     ];
@@ -440,6 +442,7 @@ fn next_version(r: &DeliveryRecord, outcome: &str) -> DeliveryRecord {
         provider_code: None,
         provider_status: Some("accepted".to_owned()),
         latency_ms: 5,
+        details: None,
         settled: None,
     });
     next

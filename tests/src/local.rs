@@ -138,10 +138,19 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the local runtime with the given secrets document.
 pub async fn spawn_app_with(secrets: serde_json::Value) -> TestApp {
+    spawn_app_configured(secrets, |_| {}).await
+}
+
+/// Starts the local runtime with the given secrets document and settings changed by `adjust`.
+pub async fn spawn_app_configured(
+    secrets: serde_json::Value,
+    adjust: impl FnOnce(&mut Config),
+) -> TestApp {
     let data_dir = tempfile::tempdir().unwrap();
     let secrets_file = data_dir.path().join("secrets.json");
     std::fs::write(&secrets_file, secrets.to_string()).unwrap();
-    let config = Config::for_tests(data_dir.path().join("data"), Some(secrets_file));
+    let mut config = Config::for_tests(data_dir.path().join("data"), Some(secrets_file));
+    adjust(&mut config);
     let app = Application::build(config).await.unwrap();
     let addr = app.local_addr().unwrap();
     let gateway = app.gateway().clone();

@@ -120,3 +120,34 @@ pub fn queued_whatsapp_record(created: Timestamp, text: &str) -> DeliveryRecord 
 pub fn new_wamid() -> String {
     format!("wamid.TEST{}", uuid::Uuid::now_v7().simple())
 }
+
+/// A `messages` webhook carrying one inbound text from `from` (digits), sent at `timestamp`.
+pub fn inbound_text_payload(from: &str, wamid: &str, timestamp: i64, text: &str) -> Vec<u8> {
+    let payload = json!({
+        "object": "whatsapp_business_account",
+        "entry": [{
+            "id": "5467539754836534",
+            "changes": [{
+                "field": "messages",
+                "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": {"display_phone_number": "15550001111", "phone_number_id": PHONE_NUMBER_ID},
+                    "contacts": [{"profile": {"name": "Ana"}, "wa_id": from}],
+                    "messages": [{"from": from, "id": wamid, "timestamp": timestamp.to_string(),
+                                  "type": "text", "text": {"body": text}}],
+                }
+            }]
+        }]
+    });
+    serde_json::to_vec(&payload).unwrap()
+}
+
+/// A `whsec_` signing secret for test endpoints.
+pub fn whsec(seed: &str) -> String {
+    use base64::Engine;
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("carteiro-test-{seed}-0123456789"))
+    )
+}

@@ -3,13 +3,17 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use carteiro_shared::adapters::aws::{DynamoStore, SecretIds, SecretsManagerSource, SqsQueue};
+use carteiro_shared::callbacks::EventPublisher;
+use carteiro_shared::config::{CallbackSettings, GraphSettings, SmtpSettings};
 use carteiro_shared::config::{ConfigError, Env};
-use carteiro_shared::config::{GraphSettings, SmtpSettings};
 use carteiro_shared::dispatch::{self, DispatchContext, DispatchSettings};
+use carteiro_shared::domain::delivery::Channel;
 use carteiro_shared::lambda::serve_sqs;
 use carteiro_shared::ports::SystemClock;
+use carteiro_shared::ports::{Clock, DeliveryStore, Queue};
 use carteiro_shared::providers;
 use carteiro_shared::providers::email::MailerOptions;
+use carteiro_shared::providers::webhook::CallbackSender;
 use lambda_runtime::LambdaEvent;
 use std::sync::Arc;
 
@@ -19,9 +23,28 @@ pub async fn context_from_env(env: Env<'_>) -> Result<DispatchContext, ConfigErr
     let secret_ids = SecretIds {
         whatsapp: env.optional("CARTEIRO_WHATSAPP_SECRET_ID"),
         smtp: env.optional("CARTEIRO_SMTP_SECRET_ID"),
+        callbacks: env.optional("CARTEIRO_CALLBACKS_SECRET_ID"),
         ..SecretIds::default()
     };
     let secrets = SecretsManagerSource::secrets_from_env(&sdk, env, secret_ids).await?;
+    let store: Arc<dyn DeliveryStore> = Arc::new(DynamoStore::from_env(&sdk, env)?);
+    let outbound: Arc<dyn Queue> = Arc::new(SqsQueue::from_env(
+        &sdk,
+        env,
+        "CARTEIRO_OUTBOUND_QUEUE_URL",
+    )?);
+    let callbacks = CallbackSettings::from_env(env)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let sender = CallbackSender::new(
+        secrets.clone(),
+        store.clone(),
+        clock.clone(),
+        callbacks.clone(),
+    )
+    .map_err(|e| ConfigError::Invalid {
+        var: "CARTEIRO_CALLBACK_TIMEOUT",
+        reason: e.to_string(),
+    })?;
     let providers = providers::live(
         &secrets,
         &GraphSettings::from_env(env)?,
@@ -31,17 +54,21 @@ pub async fn context_from_env(env: Env<'_>) -> Result<DispatchContext, ConfigErr
     .map_err(|e| ConfigError::Invalid {
         var: "CARTEIRO_GRAPH_TIMEOUT_MS",
         reason: e.to_string(),
-    })?;
+    })?
+    .with(Channel::Webhook, Arc::new(sender));
+    let events = EventPublisher {
+        store: store.clone(),
+        outbound: outbound.clone(),
+        secrets,
+        settings: callbacks,
+    };
     Ok(DispatchContext {
-        store: Arc::new(DynamoStore::from_env(&sdk, env)?),
-        outbound: Arc::new(SqsQueue::from_env(
-            &sdk,
-            env,
-            "CARTEIRO_OUTBOUND_QUEUE_URL",
-        )?),
+        store,
+        outbound,
         providers,
-        clock: Arc::new(SystemClock),
+        clock,
         settings: DispatchSettings::from_env(env)?,
+        events: Some(events),
     })
 }
 

@@ -2,8 +2,9 @@
 //! partial batch failures so only the failed events are redelivered.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use carteiro_shared::adapters::aws::DynamoStore;
-use carteiro_shared::config::{ConfigError, Env, InboundSettings};
+use carteiro_shared::adapters::aws::{DynamoStore, SecretIds, SecretsManagerSource, SqsQueue};
+use carteiro_shared::callbacks::EventPublisher;
+use carteiro_shared::config::{CallbackSettings, ConfigError, Env, InboundSettings};
 use carteiro_shared::inbound::{self, InboundContext};
 use carteiro_shared::lambda::serve_sqs;
 use carteiro_shared::ports::SystemClock;
@@ -13,10 +14,33 @@ use std::sync::Arc;
 /// Builds the consumer's context from the environment template.yaml sets.
 pub async fn context_from_env(env: Env<'_>) -> Result<InboundContext, ConfigError> {
     let sdk = carteiro_shared::adapters::aws::load_sdk_config().await;
+    let store: Arc<dyn carteiro_shared::ports::DeliveryStore> =
+        Arc::new(DynamoStore::from_env(&sdk, env)?);
+    // Without a callbacks secret there is no endpoint to publish to.
+    let events = match env.optional("CARTEIRO_CALLBACKS_SECRET_ID") {
+        None => None,
+        Some(id) => {
+            let ids = SecretIds {
+                callbacks: Some(id),
+                ..SecretIds::default()
+            };
+            Some(EventPublisher {
+                store: store.clone(),
+                outbound: Arc::new(SqsQueue::from_env(
+                    &sdk,
+                    env,
+                    "CARTEIRO_OUTBOUND_QUEUE_URL",
+                )?),
+                secrets: SecretsManagerSource::secrets_from_env(&sdk, env, ids).await?,
+                settings: CallbackSettings::from_env(env)?,
+            })
+        }
+    };
     Ok(InboundContext {
-        store: Arc::new(DynamoStore::from_env(&sdk, env)?),
+        store,
         clock: Arc::new(SystemClock),
         settings: InboundSettings::from_env(env)?,
+        events,
     })
 }
 

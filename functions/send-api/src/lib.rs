@@ -14,6 +14,7 @@ pub async fn context_from_env(env: Env<'_>) -> Result<SendApiContext, ConfigErro
     let sdk = carteiro_shared::adapters::aws::load_sdk_config().await;
     let secret_ids = SecretIds {
         api_keys: Some(env.required("CARTEIRO_API_KEYS_SECRET_ID")?),
+        callbacks: env.optional("CARTEIRO_CALLBACKS_SECRET_ID"),
         ..SecretIds::default()
     };
     let secrets = SecretsManagerSource::secrets_from_env(&sdk, env, secret_ids).await?;

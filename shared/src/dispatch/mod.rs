@@ -11,7 +11,9 @@
 //! [`recover_or_give_up`] and [`enqueue`], so both paths make the same decisions.
 
 use crate::batch::{ATTR_CORRELATION_ID, QueuedEvent, process_concurrently};
+use crate::callbacks::{EventPublisher, PublishError};
 pub use crate::config::DispatchSettings;
+use crate::domain::app_event::AppEvent;
 use crate::domain::delivery::{
     Attempt, AttemptResult, ClaimRefused, DeliveryError, DeliveryRecord, DeliveryStatus,
 };
@@ -24,7 +26,7 @@ use crate::ports::clock::Clock;
 use crate::ports::provider::Providers;
 use crate::ports::queue::{OutgoingMessage, Queue, QueueError};
 use crate::ports::store::{DeliveryStore, StoreError};
-use crate::ports::update::{Change, UpdateError, update_from, update_record};
+use crate::ports::update::{Change, UpdateError, update_from};
 use crate::resilience::RetryPolicy;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,7 +40,13 @@ pub struct DispatchContext {
     pub providers: Providers,
     pub clock: Arc<dyn Clock>,
     pub settings: DispatchSettings,
+    /// Where `message.failed` / `message.dead` and reconciled statuses are published; `None`
+    /// publishes nothing.
+    pub events: Option<EventPublisher>,
 }
+
+/// How long a delivery waiting for the one before it (an ordered callback) waits between looks.
+const ORDER_WAIT: Duration = Duration::from_secs(1);
 
 /// What one job came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +70,8 @@ pub enum DispatchError {
     Queue(#[from] QueueError),
     #[error(transparent)]
     Update(#[from] UpdateError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
 }
 
 /// Dispatches a batch concurrently and returns the message ids that failed.
@@ -101,8 +111,16 @@ async fn dispatch_job(
 ) -> Result<Dispatched, DispatchError> {
     let now = ctx.clock.now();
     let lease = ctx.settings.lease;
-    let policy = &ctx.settings.retry;
-    let claimed = update_record(ctx.store.as_ref(), &job.id, |record| {
+    let Some(current) = ctx.store.get(&job.id).await? else {
+        tracing::warn!("dispatch job for an unknown record dropped");
+        return Ok(Dispatched::Skipped("unknown record"));
+    };
+    if waits_for_previous(ctx, &current).await? {
+        enqueue(ctx.outbound.as_ref(), &job, ORDER_WAIT).await?;
+        return Ok(Dispatched::Deferred);
+    }
+    let claimed = update_from(ctx.store.as_ref(), current, |record| {
+        let policy = ctx.settings.retry_for(record.channel);
         if recover_or_give_up(record, now, policy) {
             return Change::Write(Claim::Recovered);
         }
@@ -115,10 +133,6 @@ async fn dispatch_job(
         }
     })
     .await?;
-    let Some(claimed) = claimed else {
-        tracing::warn!("dispatch job for an unknown record dropped");
-        return Ok(Dispatched::Skipped("unknown record"));
-    };
     let (record, number) = match claimed.value {
         Claim::Claimed(n) => (claimed.record, n),
         Claim::NotDue(at) => {
@@ -137,13 +151,20 @@ async fn dispatch_job(
                 enqueue_when_due(ctx, &job, at).await?;
                 return Ok(Dispatched::Deferred);
             }
+            publish_outcome(ctx, &claimed.record).await?;
             return Ok(Dispatched::Skipped("given up"));
         }
         Claim::Refused(refused) => {
+            // A failed or dead record's event may not have been published the first time
+            // (publishing is idempotent): this redelivered job publishes it.
+            if refused == ClaimRefused::Terminal {
+                publish_outcome(ctx, &claimed.record).await?;
+            }
             tracing::debug!(?refused, "record not claimable; job dropped");
             return Ok(Dispatched::Skipped("not claimable"));
         }
     };
+    let policy = ctx.settings.retry_for(record.channel);
     tracing::Span::current().record("attempt", number);
 
     let started_at = ctx.clock.now();
@@ -181,17 +202,56 @@ async fn dispatch_job(
         } => {
             if let Ok(wamid) = Wamid::parse(provider_message_id) {
                 // Statuses that beat this write were kept as orphans; apply them now.
-                if let Err(e) =
-                    reconcile_orphans(ctx.store.as_ref(), &record.id, &wamid, ctx.clock.now()).await
-                {
+                let reconciled = reconcile_orphans(
+                    ctx.store.as_ref(),
+                    ctx.events.as_ref(),
+                    &record.id,
+                    &wamid,
+                    ctx.clock.now(),
+                );
+                if let Err(e) = reconciled.await {
                     tracing::warn!(error = %e, "orphan statuses not reconciled yet");
                 }
             }
         }
-        AttemptResult::Failed { .. } | AttemptResult::Dead { .. } => {}
+        AttemptResult::Failed { .. } | AttemptResult::Dead { .. } => {
+            publish_outcome(ctx, &record).await?;
+        }
     }
     tracing::info!(status = record.status.as_str(), outcome = %attempt.outcome, latency_ms, "dispatch attempt finished");
     Ok(Dispatched::Attempted(result))
+}
+
+/// Publishes `message.failed` or `message.dead` for a record that ended so.
+async fn publish_outcome(
+    ctx: &DispatchContext,
+    record: &DeliveryRecord,
+) -> Result<(), PublishError> {
+    if let (Some(events), Some(event)) = (&ctx.events, AppEvent::outcome(record, ctx.clock.now())) {
+        events
+            .publish(&event, record.correlation_id.as_deref(), ctx.clock.now())
+            .await?;
+    }
+    Ok(())
+}
+
+/// Whether the job's record must wait for an earlier delivery that is not finished yet (an
+/// ordered callback whose predecessor is still being sent). Not an attempt: nothing is
+/// written, the job comes back a moment later.
+async fn waits_for_previous(
+    ctx: &DispatchContext,
+    record: &DeliveryRecord,
+) -> Result<bool, StoreError> {
+    let Some(previous) = &record.after else {
+        return Ok(false);
+    };
+    if record.status.is_terminal() {
+        return Ok(false);
+    }
+    Ok(match ctx.store.get(previous).await? {
+        Some(p) => !p.status.is_terminal(),
+        None => false,
+    })
 }
 
 /// For a record nobody is working on: turns an expired lease into a scheduled retry after the
@@ -296,6 +356,7 @@ fn judge(
                 provider_code: None,
                 provider_status: message_status.clone(),
                 latency_ms,
+                details: None,
                 settled: None,
             },
             AttemptResult::Accepted {
@@ -311,6 +372,7 @@ fn judge(
                 provider_code: Some(failure.error.code.clone()),
                 provider_status: None,
                 latency_ms,
+                details: failure.error.details.clone(),
                 settled: None,
             };
             let failed = number.saturating_sub(record.budget_start);

@@ -160,6 +160,10 @@ pub struct Attempt {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_status: Option<String>,
     pub latency_ms: u64,
+    /// What the provider answered beyond its code, truncated: a callback endpoint's response
+    /// body, Meta's `error_data.details`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
     /// For an `unknown` attempt: how its fate was settled — `status_webhook` (the provider
     /// reported the message, so it was sent and not tried again) or `retried` (no status came
     /// within the reconciliation window; the next attempt may have duplicated it).
@@ -311,6 +315,10 @@ pub struct DeliveryRecord {
     /// Idempotency-Key queues it, and so does the sweeper.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub job_not_queued: bool,
+    /// Not to be attempted before this delivery has finished (sent, failed or given up): the
+    /// previous event of the same contact to an `ordered` callback endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<MessageId>,
 }
 
 const fn is_zero(n: &u32) -> bool {
@@ -348,6 +356,7 @@ impl DeliveryRecord {
             budget_started_at: None,
             correlation_id: None,
             job_not_queued: false,
+            after: None,
         }
     }
 
@@ -400,6 +409,7 @@ impl DeliveryRecord {
             provider_code: Some("lease_expired".to_owned()),
             provider_status: None,
             latency_ms: 0,
+            details: None,
             settled: None,
         });
         self.status = DeliveryStatus::RetryScheduled;
@@ -450,6 +460,22 @@ impl DeliveryRecord {
             }
             _ => Err(ActionRefused::NotRetryable),
         }
+    }
+
+    /// `POST /v1/events/{id}/replay`: a finished delivery (sent included) is `queued` again
+    /// with a fresh attempt budget; its payload, and so a callback's `webhook-id`, is the same.
+    pub fn replay(&mut self, now: Timestamp) -> Result<(), ActionRefused> {
+        if !self.status.is_terminal() {
+            return Err(ActionRefused::NotRetryable);
+        }
+        self.status = DeliveryStatus::Queued;
+        self.next_attempt_at = None;
+        self.lease_expires_at = None;
+        self.after = None;
+        self.budget_start = u32::try_from(self.attempts.len()).unwrap_or(u32::MAX);
+        self.budget_started_at = Some(now);
+        self.updated_at = now;
+        Ok(())
     }
 
     /// Claims the record for one provider attempt: `queued|retry_scheduled → sending`, when
@@ -737,6 +763,7 @@ mod tests {
             provider_code: None,
             provider_status: Some("accepted".into()),
             latency_ms: 40,
+            details: None,
             settled: None,
         }
     }

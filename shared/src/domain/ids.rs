@@ -32,6 +32,16 @@ impl MessageId {
         Self(format!("{}{}", Self::PREFIX, uuid::Uuid::now_v7().simple()))
     }
 
+    /// The id of the delivery that `parts` name (a digest): deliveries made for a fact seen
+    /// twice (an event's callback to one endpoint) get the same id and are created once.
+    pub fn derived(parts: &[&str]) -> Self {
+        Self(format!(
+            "{}{}",
+            Self::PREFIX,
+            crate::domain::app_event::digest32(parts)
+        ))
+    }
+
     pub fn parse(s: &str) -> Result<Self, ParseError> {
         let rest = s
             .strip_prefix(Self::PREFIX)

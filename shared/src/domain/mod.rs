@@ -1,5 +1,7 @@
 //! The domain: values that are valid by construction and the rules that move them.
 
+pub mod app_event;
+pub mod contact;
 pub mod delivery;
 pub mod events;
 pub mod ids;

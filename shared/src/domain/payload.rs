@@ -3,6 +3,7 @@
 //! versioned (`kind` names channel and version), so a record written by an older build stays
 //! readable after the shape of a newer one changes.
 
+use crate::domain::app_event::{EventId, EventType};
 use crate::domain::delivery::Channel;
 use crate::domain::ids::MessageId;
 use crate::domain::message::{EmailMessage, OutboundMessage};
@@ -19,6 +20,14 @@ pub enum DeliveryPayload {
     /// A checked email; the SMTP provider renders its template and builds the MIME message.
     #[serde(rename = "email.v1")]
     EmailV1 { email: EmailMessage },
+    /// A signed callback: `body` is the exact envelope to sign and send to the endpoint.
+    #[serde(rename = "webhook.v1")]
+    WebhookV1 {
+        endpoint_id: String,
+        event_id: EventId,
+        event_type: EventType,
+        body: String,
+    },
 }
 
 impl DeliveryPayload {
@@ -36,6 +45,7 @@ impl DeliveryPayload {
         match self {
             Self::WhatsappGraphV1 { .. } => Channel::Whatsapp,
             Self::EmailV1 { .. } => Channel::Email,
+            Self::WebhookV1 { .. } => Channel::Webhook,
         }
     }
 }

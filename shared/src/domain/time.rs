@@ -71,4 +71,19 @@ impl Timestamp {
     pub fn parse_unix_secs(s: &str) -> Option<Self> {
         s.trim().parse::<i64>().ok().map(Self::from_secs)
     }
+
+    /// RFC 3339 in UTC with milliseconds (`2026-12-01T14:05:09.123Z`), as the API and the
+    /// callbacks show times. Instants before 1970 show as the epoch.
+    pub fn to_rfc3339(self) -> String {
+        let ms = u64::try_from(self.0).unwrap_or(0);
+        let at = std::time::UNIX_EPOCH + Duration::from_millis(ms);
+        humantime::format_rfc3339_millis(at).to_string()
+    }
+
+    /// Parses an RFC 3339 instant (`2026-12-01T14:05:09Z`, fractions allowed; UTC only).
+    pub fn parse_rfc3339(s: &str) -> Option<Self> {
+        let at = humantime::parse_rfc3339_weak(s.trim().trim_end_matches('Z')).ok()?;
+        let ms = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+        i64::try_from(ms).ok().map(Self)
+    }
 }

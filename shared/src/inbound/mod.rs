@@ -5,22 +5,30 @@
 //!   an optimistic, version-checked write retried on conflict.
 //! - A status whose record cannot be found is kept as an orphan for
 //!   [`reconcile_orphans`] to apply once the record knows its wamid.
-//! - Messages and other field changes are stored once, with a TTL, for the callback work to
-//!   forward.
+//! - Messages and other field changes are stored once, with a TTL; a message also moves its
+//!   contact's last-inbound time (the customer-service window).
+//! - Each becomes an event for the app ([`AppEvent`]): `message.received`, `message.status`,
+//!   `whatsapp.*`, published to the callback endpoints. Publishing is idempotent and happens
+//!   even for a duplicate, so an event whose publishing failed is published on the retry.
 //!
 //! Every step is idempotent, so SQS's at-least-once delivery and Meta's duplicate webhooks
 //! change nothing twice.
 
 pub use crate::batch::QueuedEvent;
 use crate::batch::process_concurrently;
+use crate::callbacks::{EventPublisher, PublishError};
 use crate::config::InboundSettings;
+use crate::domain::app_event::AppEvent;
+use crate::domain::contact::{ContactState, wa_id_key};
 use crate::domain::delivery::{DeliveryRecord, StatusChange, StatusUpdate};
 use crate::domain::events::InboundEvent;
 use crate::domain::ids::{MessageId, Wamid};
 use crate::domain::time::Timestamp;
 use crate::ports::clock::Clock;
-use crate::ports::store::{DeliveryStore, InsertOutcome, KeptKind, KeptRecord, StoreError};
-use crate::ports::update::{Change, UpdateError, update_from};
+use crate::ports::store::{
+    DeliveryStore, InsertOutcome, KeptKind, KeptRecord, StateKind, StoreError,
+};
+use crate::ports::update::{Change, UpdateError, update_from, update_state};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use tracing::Instrument;
@@ -34,6 +42,8 @@ pub struct InboundContext {
     pub store: Arc<dyn DeliveryStore>,
     pub clock: Arc<dyn Clock>,
     pub settings: InboundSettings,
+    /// Where events for the app go; `None` publishes nothing (tests of other concerns).
+    pub events: Option<EventPublisher>,
 }
 
 /// What processing one event did.
@@ -59,6 +69,8 @@ pub enum ProcessError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Update(#[from] UpdateError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
 }
 
 /// Processes a batch concurrently and returns the message ids that failed.
@@ -85,7 +97,11 @@ pub async fn process(ctx: &InboundContext, body: &str) -> Result<Outcome, Proces
             // No usable wamid: nothing to attach it to, but keep it.
             Err(_) => store_account_event(ctx, &event, now).await,
         },
-        InboundEvent::Message { message, .. } => {
+        InboundEvent::Message {
+            message,
+            contact,
+            phone_number_id,
+        } => {
             let record = KeptRecord {
                 kind: KeptKind::Message,
                 key: message.id.clone(),
@@ -94,12 +110,63 @@ pub async fn process(ctx: &InboundContext, body: &str) -> Result<Outcome, Proces
                 expires_at: now.plus(ctx.settings.message_ttl),
                 payload: to_value(&event)?,
             };
-            stored(ctx.store.put_kept(&record).await?)
+            let outcome = stored(ctx.store.put_kept(&record).await?)?;
+            let app_event =
+                AppEvent::received(phone_number_id.as_deref(), contact.as_ref(), message, now);
+            note_contact(ctx, &message.from, &app_event).await?;
+            publish(ctx, &app_event, now).await?;
+            Ok(outcome)
         }
-        InboundEvent::Errors { .. } | InboundEvent::Field { .. } => {
-            store_account_event(ctx, &event, now).await
+        InboundEvent::Errors { .. } => store_account_event(ctx, &event, now).await,
+        InboundEvent::Field {
+            waba_id,
+            time,
+            change,
+        } => {
+            let outcome = store_account_event(ctx, &event, now).await?;
+            if let Some(app_event) = AppEvent::account(waba_id, *time, change, now) {
+                publish(ctx, &app_event, now).await?;
+            }
+            Ok(outcome)
         }
     }
+}
+
+async fn publish(
+    ctx: &InboundContext,
+    event: &AppEvent,
+    now: Timestamp,
+) -> Result<(), ProcessError> {
+    if let Some(events) = &ctx.events {
+        events.publish(event, None, now).await?;
+    }
+    Ok(())
+}
+
+/// Moves the contact's last-inbound time (and profile name) forward.
+async fn note_contact(
+    ctx: &InboundContext,
+    wa_id: &str,
+    event: &AppEvent,
+) -> Result<(), ProcessError> {
+    let Some(key) = wa_id_key(wa_id) else {
+        return Ok(());
+    };
+    let name = event.data["profile_name"].as_str().map(str::to_owned);
+    update_state(
+        ctx.store.as_ref(),
+        StateKind::Contact,
+        &key,
+        |c: &mut ContactState| {
+            if c.note_inbound(event.timestamp, name.as_deref()) {
+                Change::Write(())
+            } else {
+                Change::Keep(())
+            }
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 async fn store_account_event(
@@ -153,9 +220,16 @@ async fn apply_status(
             InsertOutcome::Duplicate => Outcome::Duplicate,
         });
     };
-    let change = apply_updates(
+    let (record, change) = apply_updates(
         ctx.store.as_ref(),
         record,
+        std::slice::from_ref(update),
+        now,
+    )
+    .await?;
+    publish_statuses(
+        ctx.events.as_ref(),
+        &record,
         std::slice::from_ref(update),
         now,
     )
@@ -189,13 +263,36 @@ async fn find_record(
     store.find_by_wamid(&update.wamid).await
 }
 
+/// Publishes `message.status` for each of `updates` the record holds (again, for a
+/// duplicate: publishing is idempotent, and the first try may have failed).
+pub async fn publish_statuses(
+    events: Option<&EventPublisher>,
+    record: &DeliveryRecord,
+    updates: &[StatusUpdate],
+    now: Timestamp,
+) -> Result<(), PublishError> {
+    let Some(events) = events else {
+        return Ok(());
+    };
+    for update in updates {
+        if let Some(held) = record.events.iter().find(|e| e.status == update.status)
+            && let Some(event) = AppEvent::status(record, held)
+        {
+            events
+                .publish(&event, record.correlation_id.as_deref(), now)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 /// Applies updates to a record through the versioned-update helper.
 async fn apply_updates(
     store: &dyn DeliveryStore,
     record: DeliveryRecord,
     updates: &[StatusUpdate],
     now: Timestamp,
-) -> Result<StatusChange, ProcessError> {
+) -> Result<(DeliveryRecord, StatusChange), ProcessError> {
     let updated = update_from(store, record, |r| {
         let mut change = StatusChange::Duplicate;
         for update in updates {
@@ -209,13 +306,14 @@ async fn apply_updates(
         }
     })
     .await?;
-    Ok(updated.value)
+    Ok((updated.record, updated.value))
 }
 
 /// Applies the statuses kept for `wamid` before its record knew it (the send's state write
 /// lost the race with Meta's first webhook). Dispatch calls this after recording a wamid.
 pub async fn reconcile_orphans(
     store: &dyn DeliveryStore,
+    events: Option<&EventPublisher>,
     id: &MessageId,
     wamid: &Wamid,
     now: Timestamp,
@@ -238,5 +336,7 @@ pub async fn reconcile_orphans(
     let Some(record) = store.get(id).await? else {
         return Ok(StatusChange::Duplicate);
     };
-    apply_updates(store, record, &updates, now).await
+    let (record, change) = apply_updates(store, record, &updates, now).await?;
+    publish_statuses(events, &record, &updates, now).await?;
+    Ok(change)
 }

@@ -1,6 +1,8 @@
-//! The delivery store: delivery records, written only by conditional writes, and *kept
+//! The delivery store: delivery records, written only by conditional writes; *kept
 //! records* — inbound messages, account events, statuses awaiting their record, idempotency
-//! keys — each written at most once per key and kept until it expires.
+//! keys, events for the app — each written at most once per key and kept until it expires;
+//! and *state documents* — a callback endpoint's health, a contact's last message — small
+//! versioned documents changed, like records, only over the version they were read at.
 
 use crate::domain::delivery::DeliveryRecord;
 use crate::domain::ids::{MessageId, Wamid};
@@ -42,6 +44,8 @@ pub enum KeptKind {
     AccountEvent,
     /// A send API `Idempotency-Key`; key = API key id and a digest of the key.
     IdempotencyKey,
+    /// An event for the app (a callback's content); key = its event id.
+    Event,
 }
 
 impl KeptKind {
@@ -51,6 +55,7 @@ impl KeptKind {
             Self::OrphanStatus => "orphan_status",
             Self::AccountEvent => "account_event",
             Self::IdempotencyKey => "idempotency_key",
+            Self::Event => "event",
         }
     }
 }
@@ -87,6 +92,38 @@ pub fn due_shard(id: &MessageId) -> u32 {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(id.as_str().as_bytes());
     u32::from(digest[0]) % DUE_SHARDS
+}
+
+/// What a [`StateDoc`] describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateKind {
+    /// A callback endpoint's health; key = the endpoint id.
+    Endpoint,
+    /// A WhatsApp contact; key = its wa_id (digits only).
+    Contact,
+    /// The last event queued for one (endpoint, conversation) of an `ordered` endpoint.
+    Ordering,
+}
+
+impl StateKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Endpoint => "endpoint",
+            Self::Contact => "contact",
+            Self::Ordering => "ordering",
+        }
+    }
+}
+
+/// A small mutable document, written only over the version it was read at (version 0: not
+/// stored yet). Change it through [`crate::ports::update::update_state`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateDoc {
+    pub kind: StateKind,
+    pub key: String,
+    pub version: u64,
+    pub body: serde_json::Value,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,4 +165,15 @@ pub trait DeliveryStore: Send + Sync + std::fmt::Debug {
 
     /// Every unexpired kept record of `kind` under `key`, ordered by sub-key.
     async fn list_kept(&self, kind: KeptKind, key: &str) -> Result<Vec<KeptRecord>, StoreError>;
+
+    /// Reads a state document, strongly consistent.
+    async fn get_state(&self, kind: StateKind, key: &str) -> Result<Option<StateDoc>, StoreError>;
+
+    /// Writes `doc` only if the stored version is `expected_version` (0: only if none is
+    /// stored). `doc.version` must already be the new version.
+    async fn put_state(
+        &self,
+        doc: &StateDoc,
+        expected_version: u64,
+    ) -> Result<ReplaceOutcome, StoreError>;
 }

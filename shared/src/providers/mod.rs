@@ -5,7 +5,9 @@ pub mod email;
 pub mod email_sandbox;
 pub mod smtp_from_secrets;
 pub mod smtp_reply;
+pub mod ssrf;
 pub mod templates;
+pub mod webhook;
 pub mod whatsapp;
 
 use crate::domain::delivery::DeliveryError;

@@ -1,4 +1,5 @@
-//! The send API: `POST /v1/messages` and `GET /v1/messages/{id}`.
+//! The app's API: `POST /v1/messages`, `GET /v1/messages/{id}` and its operator actions
+//! (here); events, endpoints ([`events`]) and conversations ([`conversations`]).
 //!
 //! A POST is authenticated (a bearer API key, compared in constant time), parsed and
 //! validated into a [`SendRequest`], claimed against its `Idempotency-Key` with a write-once
@@ -27,8 +28,23 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
+pub mod conversations;
+pub mod events;
+
 /// The collection route.
 pub const MESSAGES_PATH: &str = "/v1/messages";
+
+/// Whether `path` is one of this API's routes.
+pub fn serves(path: &str) -> bool {
+    [
+        MESSAGES_PATH,
+        events::EVENTS_PATH,
+        events::ENDPOINTS_PATH,
+        conversations::CONVERSATIONS_PATH,
+    ]
+    .iter()
+    .any(|root| path == *root || path.strip_prefix(root).is_some_and(|r| r.starts_with('/')))
+}
 
 pub use crate::domain::job::DispatchJob;
 
@@ -55,8 +71,81 @@ pub async fn handle(ctx: &SendApiContext, req: ApiRequest) -> ApiResponse {
         .unwrap_or_else(ApiError::into_response)
 }
 
+/// The segments of `path` under `root`, if it is under it.
+fn under<'a>(path: &'a str, root: &str) -> Option<Vec<&'a str>> {
+    let rest = path.strip_prefix(root)?;
+    if rest.is_empty() {
+        return Some(Vec::new());
+    }
+    Some(rest.strip_prefix('/')?.split('/').collect())
+}
+
+fn expect(req: &ApiRequest, method: Method) -> Result<(), ApiError> {
+    if req.method() == method {
+        Ok(())
+    } else {
+        Err(ApiError::method_not_allowed(method.as_str()))
+    }
+}
+
+/// Events, endpoints and conversations; `None` when `path` is none of them.
+async fn route_more(
+    ctx: &SendApiContext,
+    req: &ApiRequest,
+    path: &str,
+) -> Option<Result<ApiResponse, ApiError>> {
+    let route = async {
+        if let Some(parts) = under(path, events::EVENTS_PATH) {
+            return Some(match parts.as_slice() {
+                [id] => match expect(req, Method::GET) {
+                    Ok(()) => events::show(ctx, id).await,
+                    Err(e) => Err(e),
+                },
+                [id, "replay"] => match expect(req, Method::POST) {
+                    Ok(()) => events::replay(ctx, id).await,
+                    Err(e) => Err(e),
+                },
+                _ => Err(ApiError::not_found()),
+            });
+        }
+        if let Some(parts) = under(path, events::ENDPOINTS_PATH) {
+            return Some(match parts.as_slice() {
+                [] => match expect(req, Method::GET) {
+                    Ok(()) => events::list_endpoints(ctx).await,
+                    Err(e) => Err(e),
+                },
+                [id, "enable"] => match expect(req, Method::POST) {
+                    Ok(()) => events::enable(ctx, id).await,
+                    Err(e) => Err(e),
+                },
+                _ => Err(ApiError::not_found()),
+            });
+        }
+        if let Some(parts) = under(path, conversations::CONVERSATIONS_PATH) {
+            return Some(match parts.as_slice() {
+                [wa_id] => match expect(req, Method::GET) {
+                    Ok(()) => conversations::show(ctx, wa_id).await,
+                    Err(e) => Err(e),
+                },
+                _ => Err(ApiError::not_found()),
+            });
+        }
+        None
+    };
+    if under(path, MESSAGES_PATH).is_some() {
+        return None;
+    }
+    if let Err(e) = authenticate(ctx, req.headers()).await {
+        return Some(Err(e));
+    }
+    route.await
+}
+
 async fn route(ctx: &SendApiContext, req: ApiRequest) -> Result<ApiResponse, ApiError> {
     let path = req.uri().path().trim_end_matches('/').to_owned();
+    if let Some(answer) = route_more(ctx, &req, &path).await {
+        return answer;
+    }
     if path == MESSAGES_PATH {
         if req.method() != Method::POST {
             return Err(ApiError::method_not_allowed("POST"));
@@ -201,6 +290,8 @@ async fn authenticate(ctx: &SendApiContext, headers: &HeaderMap) -> Result<Strin
 struct Accepted<'a> {
     id: &'a str,
     status: &'static str,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    warnings: &'a [&'static str],
 }
 
 /// What an idempotency record remembers.
@@ -241,10 +332,11 @@ async fn accept(
     let body: Value = serde_json::from_slice(req.body()).map_err(|e| {
         ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
     })?;
-    let request = SendRequest::parse(&body).map_err(validation_error)?;
+    let mut request = SendRequest::parse(&body).map_err(validation_error)?;
     check_templates(ctx, &request)?;
 
     let now = ctx.clock.now();
+    let warnings = conversations::apply_window_rule(ctx, &mut request, now).await?;
     let mut id = MessageId::generate();
     if let Some(key) = &idempotency_key {
         let request_sha256 = hex::encode(Sha256::digest(body.to_string().as_bytes()));
@@ -296,7 +388,7 @@ async fn accept(
                         queue_job(ctx, &job).await?;
                         mark_job_queued(ctx, &id, false).await;
                     }
-                    return Ok(accepted(&id));
+                    return Ok(accepted(&id, &warnings));
                 }
             }
         }
@@ -315,14 +407,14 @@ async fn accept(
     record.correlation_id.clone_from(&correlation_id);
     tracing::Span::current().record("id", id.as_str());
     if ctx.store.create(&record).await.map_err(store_unavailable)? == CreateOutcome::AlreadyExists {
-        return Ok(accepted(&id));
+        return Ok(accepted(&id, &warnings));
     }
     if let Err(e) = queue_job(ctx, &DispatchJob::new(id.clone(), correlation_id)).await {
         mark_job_queued(ctx, &id, true).await;
         return Err(e);
     }
     tracing::info!(channel = ?record.channel, "message accepted");
-    Ok(accepted(&id))
+    Ok(accepted(&id, &warnings))
 }
 
 /// Notes on the record whether its job is still to be queued (best effort: the sweeper queues
@@ -355,12 +447,13 @@ async fn queue_job(ctx: &SendApiContext, job: &DispatchJob) -> Result<(), ApiErr
     })
 }
 
-fn accepted(id: &MessageId) -> ApiResponse {
+fn accepted(id: &MessageId, warnings: &[&'static str]) -> ApiResponse {
     http::json_response(
         StatusCode::ACCEPTED,
         &Accepted {
             id: id.as_str(),
             status: "queued",
+            warnings,
         },
     )
 }
@@ -373,7 +466,7 @@ fn internal() -> ApiError {
     )
 }
 
-fn store_unavailable(e: crate::ports::store::StoreError) -> ApiError {
+pub(crate) fn store_unavailable(e: crate::ports::store::StoreError) -> ApiError {
     tracing::error!(error = %e, "delivery store unavailable");
     ApiError::unavailable(
         "store_unavailable",

@@ -123,11 +123,10 @@ pub async fn sweep(ctx: &SweepContext, deadline: Instant) -> Result<SweepReport,
 
 async fn sweep_one(ctx: &SweepContext, due: &DueRecord) -> Result<Action, SweepError> {
     let now = ctx.clock.now();
-    let policy = &ctx.dispatch.retry;
     let grace = ctx.settings.queued_grace;
     let overdue = ctx.settings.interval;
     let Some(updated) = update_record(ctx.store.as_ref(), &due.id, |r| {
-        if recover_or_give_up(r, now, policy) {
+        if recover_or_give_up(r, now, ctx.dispatch.retry_for(r.channel)) {
             return Change::Write(if r.status == DeliveryStatus::Dead {
                 Action::Dead
             } else {
@@ -170,7 +169,9 @@ async fn sweep_one(ctx: &SweepContext, due: &DueRecord) -> Result<Action, SweepE
                 .await?;
             }
         }
-        Action::Nothing | Action::Dead => {}
+        // Dispatch publishes a given-up record's `message.dead` when its job finds it so.
+        Action::Dead => enqueue(ctx.outbound.as_ref(), &job, Duration::ZERO).await?,
+        Action::Nothing => {}
     }
     Ok(updated.value)
 }

@@ -20,6 +20,10 @@
 //! in `expires_at_ms`. TTL deletion is lazy (typically within two days), so reads drop
 //! expired records themselves, and `put_kept` may overwrite a record that expired but is
 //! still stored.
+//!
+//! **State documents** live at `pk = state#<kind>#<key>`, `sk = state`, with `version` (N) and
+//! `body` (S, the JSON document); `put_state` is a conditional `PutItem` on the version
+//! (`attribute_not_exists(pk)` for the first write).
 
 use super::describe_sdk_error;
 use super::schema;
@@ -29,7 +33,7 @@ use crate::domain::time::Timestamp;
 use crate::ports::clock::{Clock, SystemClock};
 use crate::ports::store::{
     CreateOutcome, DUE_SHARDS, DeliveryStore, DueRecord, InsertOutcome, KeptKind, KeptRecord,
-    ReplaceOutcome, StoreError, due_shard,
+    ReplaceOutcome, StateDoc, StateKind, StoreError, due_shard,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -441,6 +445,85 @@ impl DeliveryStore for DynamoStore {
         records.sort_by(|a, b| a.sub_key.cmp(&b.sub_key));
         Ok(records)
     }
+
+    async fn get_state(&self, kind: StateKind, key: &str) -> Result<Option<StateDoc>, StoreError> {
+        let pk = state_pk(kind, key);
+        let Some(item) = self.get_item(pk.clone(), STATE_SK).await? else {
+            return Ok(None);
+        };
+        let version = match item.get("version") {
+            Some(AttributeValue::N(n)) => n.parse::<u64>().ok(),
+            _ => None,
+        };
+        let body = match item.get("body") {
+            Some(AttributeValue::S(b)) => serde_json::from_str(b).ok(),
+            _ => None,
+        };
+        match (version, body) {
+            (Some(version), Some(body)) => Ok(Some(StateDoc {
+                kind,
+                key: key.to_owned(),
+                version,
+                body,
+            })),
+            _ => Err(StoreError::Corrupt(format!(
+                "state document {pk} could not be decoded"
+            ))),
+        }
+    }
+
+    async fn put_state(
+        &self,
+        doc: &StateDoc,
+        expected_version: u64,
+    ) -> Result<ReplaceOutcome, StoreError> {
+        let body = serde_json::to_string(&doc.body)
+            .map_err(|e| StoreError::Unavailable(format!("state body: {e}")))?;
+        let item: Item = HashMap::from([
+            (
+                schema::PK.to_owned(),
+                AttributeValue::S(state_pk(doc.kind, &doc.key)),
+            ),
+            (
+                schema::SK.to_owned(),
+                AttributeValue::S(STATE_SK.to_owned()),
+            ),
+            (
+                "version".to_owned(),
+                AttributeValue::N(doc.version.to_string()),
+            ),
+            ("body".to_owned(), AttributeValue::S(body)),
+        ]);
+        let written = if expected_version == 0 {
+            self.put_conditional(
+                item,
+                "attribute_not_exists(#pk)",
+                &[("#pk", schema::PK)],
+                vec![],
+            )
+            .await?
+        } else {
+            self.put_conditional(
+                item,
+                "#version = :expected",
+                &[("#version", "version")],
+                vec![(":expected", AttributeValue::N(expected_version.to_string()))],
+            )
+            .await?
+        };
+        Ok(if written {
+            ReplaceOutcome::Replaced
+        } else {
+            ReplaceOutcome::Conflict
+        })
+    }
+}
+
+/// Sort key of a state document.
+const STATE_SK: &str = "state";
+
+fn state_pk(kind: StateKind, key: &str) -> String {
+    format!("state#{}#{key}", kind.as_str())
 }
 
 #[cfg(test)]

@@ -85,6 +85,16 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE records ADD COLUMN due_at INTEGER;   -- ms since the epoch
     CREATE INDEX records_sweep_due ON records (due_at) WHERE due_at IS NOT NULL;
     ",
+    // 3: state documents (endpoint health, contacts, ordering chains).
+    "
+    CREATE TABLE state (
+        kind    TEXT    NOT NULL,
+        key     TEXT    NOT NULL,
+        version INTEGER NOT NULL,
+        body    TEXT    NOT NULL,                  -- JSON
+        PRIMARY KEY (kind, key)
+    );
+    ",
 ];
 
 /// The schema version this build writes and understands.

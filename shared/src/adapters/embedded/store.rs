@@ -1,6 +1,6 @@
 //! The delivery store in SQLite: `records` holds each delivery record as JSON next to the
 //! columns queries need (version, provider message id, status, next attempt); `inbound` holds
-//! inbound records under (kind, key, sub_key).
+//! inbound records under (kind, key, sub_key); `state` the state documents under (kind, key).
 
 use super::{DbError, EmbeddedDb};
 use crate::domain::delivery::DeliveryRecord;
@@ -8,7 +8,7 @@ use crate::domain::ids::{MessageId, Wamid};
 use crate::domain::time::Timestamp;
 use crate::ports::store::{
     CreateOutcome, DeliveryStore, DueRecord, InsertOutcome, KeptKind, KeptRecord, ReplaceOutcome,
-    StoreError,
+    StateDoc, StateKind, StoreError,
 };
 use async_trait::async_trait;
 use rusqlite::OptionalExtension;
@@ -285,6 +285,73 @@ impl DeliveryStore for EmbeddedStore {
                 })
             })
             .collect()
+    }
+
+    async fn get_state(&self, kind: StateKind, key: &str) -> Result<Option<StateDoc>, StoreError> {
+        let key = key.to_owned();
+        let row = self
+            .db
+            .run(move |conn, _| {
+                Ok(conn
+                    .prepare_cached("SELECT version, body FROM state WHERE kind = ?1 AND key = ?2")?
+                    .query_row(rusqlite::params![kind.as_str(), key], |r| {
+                        Ok((key.clone(), r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                    })
+                    .optional()?)
+            })
+            .await?;
+        row.map(|(key, version, body)| {
+            let body = serde_json::from_str(&body).map_err(|e| {
+                StoreError::Corrupt(format!(
+                    "state {}/{key}: {}",
+                    kind.as_str(),
+                    super::json_error(&e)
+                ))
+            })?;
+            Ok(StateDoc {
+                kind,
+                key,
+                version: u64::try_from(version).unwrap_or(0),
+                body,
+            })
+        })
+        .transpose()
+    }
+
+    async fn put_state(
+        &self,
+        doc: &StateDoc,
+        expected_version: u64,
+    ) -> Result<ReplaceOutcome, StoreError> {
+        let kind = doc.kind.as_str();
+        let key = doc.key.clone();
+        let new_version = version(doc.version)?;
+        let expected = version(expected_version)?;
+        let body = serde_json::to_string(&doc.body)
+            .map_err(|e| StoreError::Unavailable(format!("state body: {e}")))?;
+        let written = self
+            .db
+            .run(move |conn, _| {
+                let sql = if expected == 0 {
+                    "INSERT INTO state (kind, key, version, body) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (kind, key) DO NOTHING"
+                } else {
+                    "UPDATE state SET version = ?3, body = ?4
+                     WHERE kind = ?1 AND key = ?2 AND version = ?5"
+                };
+                let mut stmt = conn.prepare_cached(sql)?;
+                Ok(if expected == 0 {
+                    stmt.execute(rusqlite::params![kind, key, new_version, body])?
+                } else {
+                    stmt.execute(rusqlite::params![kind, key, new_version, body, expected])?
+                })
+            })
+            .await?;
+        Ok(if written == 1 {
+            ReplaceOutcome::Replaced
+        } else {
+            ReplaceOutcome::Conflict
+        })
     }
 }
 
