@@ -16,4 +16,5 @@ mod send_aws;
 mod send_email_local;
 mod send_hostile;
 mod send_local;
+mod service_window;
 mod status_ordering;

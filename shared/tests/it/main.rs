@@ -1,6 +1,7 @@
 //! Integration tests for `carteiro-shared`: one test binary, one module per area.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod callback_sender;
 mod fixtures;
 mod fuzz_corpus;
 mod signature;
