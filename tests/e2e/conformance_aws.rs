@@ -80,6 +80,8 @@ store_checks!(
     store_inbound_put_is_insert_once,
     store_list_inbound_orders_by_sub_key_and_skips_expired,
     store_expired_inbound_record_counts_as_absent,
+    store_state_documents_are_versioned,
+    store_concurrent_state_updates_all_land,
 );
 
 /// Every store check at once on one table, as deployed functions share one.
@@ -95,6 +97,8 @@ async fn store_checks_share_one_table_concurrently() {
         conformance::store_inbound_put_is_insert_once(&store),
         conformance::store_list_inbound_orders_by_sub_key_and_skips_expired(&store),
         conformance::store_expired_inbound_record_counts_as_absent(&store),
+        conformance::store_state_documents_are_versioned(&store),
+        conformance::store_concurrent_state_updates_all_land(&store),
     );
 }
 

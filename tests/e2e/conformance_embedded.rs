@@ -63,6 +63,8 @@ store_checks!(
     store_inbound_put_is_insert_once,
     store_list_inbound_orders_by_sub_key_and_skips_expired,
     store_expired_inbound_record_counts_as_absent,
+    store_state_documents_are_versioned,
+    store_concurrent_state_updates_all_land,
 );
 
 /// Every store check at once on one shared store, as the AWS suite shares one table.
@@ -78,6 +80,8 @@ async fn store_checks_share_one_store_concurrently() {
         conformance::store_inbound_put_is_insert_once(&store),
         conformance::store_list_inbound_orders_by_sub_key_and_skips_expired(&store),
         conformance::store_expired_inbound_record_counts_as_absent(&store),
+        conformance::store_state_documents_are_versioned(&store),
+        conformance::store_concurrent_state_updates_all_land(&store),
     );
 }
 
@@ -109,6 +113,8 @@ async fn file_backed_db_passes_the_suite_and_keeps_everything_across_reopen() {
         conformance::store_inbound_put_is_insert_once(&store),
         conformance::store_list_inbound_orders_by_sub_key_and_skips_expired(&store),
         conformance::store_expired_inbound_record_counts_as_absent(&store),
+        conformance::store_state_documents_are_versioned(&store),
+        conformance::store_concurrent_state_updates_all_land(&store),
         conformance::queue_batch_of_25_arrives_complete(&batch),
         conformance::queue_hides_a_received_message_until_its_visibility_timeout(&visibility),
         conformance::queue_stale_receipt_does_not_delete_redelivered_message(&stale),

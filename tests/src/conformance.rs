@@ -708,3 +708,75 @@ pub async fn store_expired_inbound_record_counts_as_absent(store: &dyn DeliveryS
         vec![fresh]
     );
 }
+
+/// State documents: created only when absent, replaced only over the version read.
+pub async fn store_state_documents_are_versioned(store: &dyn DeliveryStore) {
+    use carteiro_shared::ports::store::{StateDoc, StateKind};
+    let key = format!("endpoint-{}", uuid::Uuid::now_v7().simple());
+    assert_eq!(
+        store.get_state(StateKind::Endpoint, &key).await.unwrap(),
+        None
+    );
+    let first = StateDoc {
+        kind: StateKind::Endpoint,
+        key: key.clone(),
+        version: 1,
+        body: json!({"failing_since": 5, "name": "Olá"}),
+    };
+    assert_eq!(
+        store.put_state(&first, 0).await.unwrap(),
+        ReplaceOutcome::Replaced
+    );
+    assert_eq!(
+        store.put_state(&first, 0).await.unwrap(),
+        ReplaceOutcome::Conflict
+    );
+    assert_eq!(
+        store.get_state(StateKind::Endpoint, &key).await.unwrap(),
+        Some(first.clone())
+    );
+    let second = StateDoc {
+        version: 2,
+        body: json!({"disabled": {"at": 9, "reason": "gone"}}),
+        ..first.clone()
+    };
+    assert_eq!(
+        store.put_state(&second, 2).await.unwrap(),
+        ReplaceOutcome::Conflict
+    );
+    assert_eq!(
+        store.put_state(&second, 1).await.unwrap(),
+        ReplaceOutcome::Replaced
+    );
+    assert_eq!(
+        store.put_state(&second, 1).await.unwrap(),
+        ReplaceOutcome::Conflict
+    );
+    assert_eq!(
+        store.get_state(StateKind::Endpoint, &key).await.unwrap(),
+        Some(second)
+    );
+    // Kinds do not share keys.
+    assert_eq!(
+        store.get_state(StateKind::Contact, &key).await.unwrap(),
+        None
+    );
+}
+
+/// Concurrent changes through the update helper all land: none is lost to a race.
+pub async fn store_concurrent_state_updates_all_land(store: &dyn DeliveryStore) {
+    use carteiro_shared::ports::store::StateKind;
+    use carteiro_shared::ports::update::{Change, get_state, update_state};
+    let key = format!("contact-{}", uuid::Uuid::now_v7().simple());
+    let bump = || async {
+        update_state(store, StateKind::Contact, &key, |n: &mut u64| {
+            *n += 1;
+            Change::Write(())
+        })
+        .await
+        .unwrap();
+    };
+    futures::future::join_all((0..6).map(|_| bump())).await;
+    let n: u64 = get_state(store, StateKind::Contact, &key).await.unwrap();
+    assert_eq!(n, 6);
+}
