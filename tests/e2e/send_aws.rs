@@ -27,16 +27,16 @@ use std::time::Duration;
 use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-struct SendStack {
-    send_api: SendApiContext,
-    dispatch: DispatchContext,
-    outbound: SqsQueue,
-    store: DynamoStore,
+pub struct SendStack {
+    pub send_api: SendApiContext,
+    pub dispatch: DispatchContext,
+    pub outbound: SqsQueue,
+    pub store: DynamoStore,
     /// Intake and inbound-events over the same table, for the status webhooks.
-    webhooks: AwsStack,
+    pub webhooks: AwsStack,
 }
 
-async fn send_stack(graph: &MockServer) -> SendStack {
+pub async fn send_stack(graph: &MockServer) -> SendStack {
     let moto = moto();
     let sdk = moto.sdk_config().await;
     let webhooks = aws_stack().await;
@@ -93,7 +93,7 @@ async fn send_stack(graph: &MockServer) -> SendStack {
     }
 }
 
-fn sqs_event(messages: &[ReceivedMessage]) -> LambdaEvent<SqsEvent> {
+pub fn sqs_event(messages: &[ReceivedMessage]) -> LambdaEvent<SqsEvent> {
     let mut event = SqsEvent::default();
     for m in messages {
         let mut record = SqsMessage::default();
@@ -105,7 +105,7 @@ fn sqs_event(messages: &[ReceivedMessage]) -> LambdaEvent<SqsEvent> {
     LambdaEvent::new(event, Context::default())
 }
 
-async fn post_message(stack: &SendStack, body: &Value, key: Option<&str>) -> (u16, Value) {
+pub async fn post_message(stack: &SendStack, body: &Value, key: Option<&str>) -> (u16, Value) {
     let auth = format!("Bearer {API_KEY}");
     let mut headers = vec![
         ("content-type", "application/json"),
@@ -130,7 +130,7 @@ async fn post_message(stack: &SendStack, body: &Value, key: Option<&str>) -> (u1
     )
 }
 
-fn accepted(wamid: &str) -> ResponseTemplate {
+pub fn accepted(wamid: &str) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(json!({
         "messaging_product": "whatsapp",
         "contacts": [{"input": "5511999990001", "wa_id": "5511999990001"}],
