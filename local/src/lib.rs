@@ -9,6 +9,7 @@ pub mod consumer;
 pub mod dev_secrets;
 pub mod redrive;
 pub mod routes;
+pub mod sandbox;
 pub mod sweeper;
 
 use carteiro_shared::adapters::embedded::EmbeddedDb;
@@ -80,6 +81,10 @@ pub struct Application {
     listener: TcpListener,
     gateway: Gateway,
     config: Config,
+    /// What the WhatsApp sandbox took, for [`sandbox::answer`].
+    sandbox_taken: Option<
+        tokio::sync::mpsc::UnboundedReceiver<carteiro_shared::providers::whatsapp::SandboxMessage>,
+    >,
 }
 
 impl Application {
@@ -106,7 +111,9 @@ impl Application {
         let secrets = Secrets::new(Arc::new(source));
         let store: Arc<dyn DeliveryStore> = Arc::new(db.store());
         let outbound: Arc<dyn Queue> = Arc::new(db.queue(OUTBOUND_QUEUE));
-        // Without Meta credentials, WhatsApp goes to an in-memory sandbox instead of Meta.
+        // Without Meta credentials, WhatsApp goes to an in-memory sandbox instead of Meta, which
+        // answers with status webhooks (crate::sandbox).
+        let mut sandbox_taken = None;
         let has_credentials = secrets
             .whatsapp(false)
             .await
@@ -116,7 +123,9 @@ impl Application {
                 .map_err(|e| StartError::Http(e.to_string()))?;
             (Arc::new(graph), None)
         } else {
-            let sandbox = Arc::new(SandboxOutbox::new());
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            sandbox_taken = Some(rx);
+            let sandbox = Arc::new(SandboxOutbox::with_listener(tx));
             (sandbox.clone(), Some(sandbox))
         };
         // Likewise email without an `smtp` secret goes to an in-memory sandbox.
@@ -204,6 +213,7 @@ impl Application {
             listener,
             gateway,
             config,
+            sandbox_taken,
         })
     }
 
@@ -235,6 +245,13 @@ impl Application {
             })
             .collect();
         let sweeper = tokio::spawn(sweeper::run(self.gateway.sweep.clone(), shutdown.clone()));
+        if let Some(taken) = self.sandbox_taken {
+            tokio::spawn(sandbox::answer(
+                self.gateway.intake.clone(),
+                taken,
+                shutdown.clone(),
+            ));
+        }
         let app = routes::router(self.gateway.clone());
         let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;

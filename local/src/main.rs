@@ -225,7 +225,7 @@ fn print_banner(app: &Application) {
     }
     if app.gateway().whatsapp_sandbox.is_some() {
         println!(
-            "  WhatsApp:       SANDBOX — no access_token configured; messages are kept at http://{addr}/sandbox/outbox, not sent to Meta"
+            "  WhatsApp:       SANDBOX — no access_token configured; messages are kept at http://{addr}/sandbox/outbox, not sent to Meta,\n                  and answered with sent/delivered/read status webhooks; POST http://{addr}/sandbox/inbound {{\"from\",\"text\"}} plays a customer"
         );
     } else {
         println!("  WhatsApp:       Graph API (credentials from the secrets file)");
@@ -238,5 +238,8 @@ fn print_banner(app: &Application) {
         println!("  Email:          SMTP (server from the secrets file)");
     }
     println!("  send API:       POST http://{addr}/v1/messages (Authorization: Bearer <API key>)");
+    println!(
+        "  callbacks:      to the endpoints of the secrets file's \"callbacks\"; development allowlist: plain http to loopback (127.0.0.1, ::1) is allowed here, never on Lambda"
+    );
     println!("  webhook URL:    http://{addr}/webhooks/whatsapp   health: http://{addr}/health");
 }

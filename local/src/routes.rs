@@ -33,6 +33,7 @@ pub async fn route(gateway: &Gateway, req: ApiRequest) -> ApiResponse {
         intake::PATH => intake::handle(&gateway.intake, req).await,
         path if send_api::serves(path) => send_api::handle(&gateway.send_api, req).await,
         "/sandbox/outbox" if req.method() == Method::GET => sandbox_outbox(gateway),
+        crate::sandbox::INBOUND_PATH => crate::sandbox::inbound(&gateway.intake, req).await,
         "/health" if req.method() == Method::GET => {
             json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
         }
@@ -50,7 +51,7 @@ fn sandbox_outbox(gateway: &Gateway) -> ApiResponse {
         .whatsapp_sandbox
         .iter()
         .flat_map(|s| s.messages())
-        .map(|m| serde_json::json!({"to": m.to, "accepted_at": m.accepted_at, "body": m.body}))
+        .map(|m| serde_json::json!({"wamid": m.wamid, "to": m.to, "accepted_at": m.accepted_at, "body": m.body}))
         .collect();
     let emails: Vec<_> = gateway
         .email_sandbox

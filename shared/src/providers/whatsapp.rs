@@ -535,6 +535,8 @@ fn error_chain(e: &reqwest::Error) -> String {
 /// One message the sandbox took.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SandboxMessage {
+    /// The wamid the sandbox answered with.
+    pub wamid: String,
     /// The body's `to` (digits, as sent to Meta).
     pub to: String,
     /// The exact Graph API body that would have been posted.
@@ -548,11 +550,21 @@ pub struct SandboxMessage {
 #[derive(Debug, Default)]
 pub struct SandboxOutbox {
     messages: Mutex<Vec<SandboxMessage>>,
+    /// Told of every message taken (the local runtime answers with status webhooks).
+    listener: Option<tokio::sync::mpsc::UnboundedSender<SandboxMessage>>,
 }
 
 impl SandboxOutbox {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A sandbox that hands every message it takes to `listener` as well.
+    pub fn with_listener(listener: tokio::sync::mpsc::UnboundedSender<SandboxMessage>) -> Self {
+        Self {
+            messages: Mutex::default(),
+            listener: Some(listener),
+        }
     }
 
     /// Every message taken so far, oldest first.
@@ -573,14 +585,20 @@ impl WhatsAppSender for SandboxOutbox {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
+        let taken = SandboxMessage {
+            wamid: id.clone(),
+            to,
+            body: body.clone(),
+            accepted_at: Timestamp::now(),
+        };
+        if let Some(listener) = &self.listener {
+            // The listener is gone only when the runtime is stopping.
+            let _ = listener.send(taken.clone());
+        }
         self.messages
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(SandboxMessage {
-                to,
-                body: body.clone(),
-                accepted_at: Timestamp::now(),
-            });
+            .push(taken);
         tracing::info!(wamid = %id, "sandbox: message kept in memory, not sent to Meta");
         SendOutcome::Accepted {
             provider_message_id: id,

@@ -1,0 +1,179 @@
+//! The sandbox that answers, end to end through the `carteiro` binary (what `cargo run`
+//! starts), with no Meta account: a text sent through the send API comes back to the app as
+//! `message.status` callbacks for sent, delivered and read, and `POST /sandbox/inbound` as a
+//! `message.received` callback. Each callback is checked with the published
+//! `standardwebhooks` crate.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use base64::Engine;
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const API_KEY: &str = "sandbox-test-api-key";
+
+struct Gateway(Child);
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn callbacks(receiver: &MockServer) -> Vec<(Value, wiremock::Request)> {
+    receiver
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| (serde_json::from_slice(&r.body).unwrap(), r))
+        .collect()
+}
+
+async fn wait_for(
+    receiver: &MockServer,
+    what: &str,
+    pick: impl Fn(&Value) -> bool,
+) -> wiremock::Request {
+    let started = Instant::now();
+    loop {
+        if let Some((_, r)) = callbacks(receiver).await.into_iter().find(|(b, _)| pick(b)) {
+            return r;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no {what} callback: {:?}",
+            callbacks(receiver)
+                .await
+                .iter()
+                .map(|(b, _)| b.clone())
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_sent_text_and_a_simulated_reply_come_back_as_signed_callbacks() {
+    let receiver = MockServer::start().await;
+    Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
+    let secret = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode("sandbox-test-signing-secret")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets.json");
+    // WhatsApp without an access token: the sandbox.
+    let doc = json!({
+        "whatsapp": {"app_secret": "sandbox-app-secret", "verify_token": "sandbox-verify"},
+        "api_keys": {"keys": [{"id": "app-1", "key": API_KEY}]},
+        "callbacks": {"endpoints": [{"id": "app", "url": format!("{}/hooks", receiver.uri()), "secret": secret}]},
+    });
+    std::fs::write(&secrets, doc.to_string()).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
+    let _gateway = Gateway(
+        Command::new(env!("CARGO_BIN_EXE_carteiro"))
+            .args(["--listen", &addr, "--secrets-file"])
+            .arg(&secrets)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    while http
+        .get(format!("http://{addr}/health"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the gateway did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stdout = std::fs::read_to_string(dir.path().join("gateway.log")).unwrap();
+    assert!(
+        stdout.contains("development allowlist"),
+        "the start-up banner does not say so: {stdout}"
+    );
+
+    let res = http
+        .post(format!("http://{addr}/v1/messages"))
+        .bearer_auth(API_KEY)
+        .json(&json!({"channel": "whatsapp", "to": "+5511999990013", "text": {"body": "Olá"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let id = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let wh = standardwebhooks::Webhook::new(&secret).unwrap();
+    for status in ["sent", "delivered", "read"] {
+        let r = wait_for(&receiver, status, |b| {
+            b["type"] == "message.status"
+                && b["data"]["message_id"] == id.as_str()
+                && b["data"]["status"] == status
+        })
+        .await;
+        wh.verify(&r.body, &r.headers).unwrap();
+    }
+    let record: Value = http
+        .get(format!("http://{addr}/v1/messages/{id}"))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(record["status"], "read", "{record}");
+
+    let res = http
+        .post(format!("http://{addr}/sandbox/inbound"))
+        .json(&json!({"from": "+5511999990013", "text": "oi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let r = wait_for(&receiver, "message.received", |b| {
+        b["type"] == "message.received"
+    })
+    .await;
+    wh.verify(&r.body, &r.headers).unwrap();
+    let b: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(b["data"]["text"], "oi");
+    assert_eq!(b["data"]["wa_id"], "5511999990013");
+
+    // Bad input gets a precise 4xx.
+    let res = http
+        .post(format!("http://{addr}/sandbox/inbound"))
+        .json(&json!({"from": "not a number", "text": "oi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    assert_eq!(res.json::<Value>().await.unwrap()["error"]["field"], "from");
+}
