@@ -8,6 +8,7 @@ pub mod config;
 pub mod consumer;
 pub mod dev_secrets;
 pub mod redrive;
+pub mod replay;
 pub mod routes;
 pub mod sandbox;
 pub mod sweeper;

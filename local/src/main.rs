@@ -29,6 +29,37 @@ enum Command {
     Serve(ServeArgs),
     /// Move dead letters back to the queue they came from, and print what moved.
     Redrive(RedriveArgs),
+    /// Send an event to its callback endpoints again (a new attempt, the same webhook-id).
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct ReplayArgs {
+    /// The event's id (`evt_…`, the `webhook-id` the endpoint received).
+    event_id: String,
+    /// Directory of the embedded store.
+    #[arg(long, env = "CARTEIRO_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+}
+
+async fn run_replay(args: ReplayArgs) -> ExitCode {
+    match carteiro_local::replay::run(&args.data_dir, &args.event_id).await {
+        Ok(deliveries) => {
+            for d in &deliveries {
+                let state = match (&d.record, d.queued) {
+                    (None, _) => "gone (not replayed)".to_owned(),
+                    (Some(_), true) => "queued again".to_owned(),
+                    (Some(r), false) => format!("left alone: still {}", r.status.as_str()),
+                };
+                println!("{} → {}: {state}", args.event_id, d.delivery.endpoint_id);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("carteiro replay: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -83,6 +114,7 @@ async fn main() -> ExitCode {
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
         Some(Command::Redrive(args)) => return run_redrive(args).await,
+        Some(Command::Replay(args)) => return run_replay(args).await,
         None => cli.serve,
     };
     let settings = match Settings::from_env(Env::new(&process_env)) {

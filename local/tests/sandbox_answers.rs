@@ -167,6 +167,56 @@ async fn a_sent_text_and_a_simulated_reply_come_back_as_signed_callbacks() {
     assert_eq!(b["data"]["text"], "oi");
     assert_eq!(b["data"]["wa_id"], "5511999990013");
 
+    // `carteiro replay` sends it again, with the same webhook-id, while the gateway runs.
+    let event_id = r
+        .headers
+        .get("webhook-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let out = Command::new(env!("CARGO_BIN_EXE_carteiro"))
+        .args(["replay", &event_id, "--data-dir"])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(printed.contains("app: queued again"), "{printed}");
+    let started = Instant::now();
+    loop {
+        let copies = callbacks(&receiver)
+            .await
+            .into_iter()
+            .filter(|(_, r)| {
+                r.headers.get("webhook-id").and_then(|v| v.to_str().ok()) == Some(event_id.as_str())
+            })
+            .count();
+        if copies == 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the replay did not arrive ({copies})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let unknown = Command::new(env!("CARGO_BIN_EXE_carteiro"))
+        .args([
+            "replay",
+            "evt_00000000000000000000000000000000",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no event"));
+
     // Bad input gets a precise 4xx.
     let res = http
         .post(format!("http://{addr}/sandbox/inbound"))

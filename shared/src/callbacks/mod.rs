@@ -210,3 +210,56 @@ pub async fn kept_event(
         })
         .transpose()
 }
+
+/// One delivery of a replayed event: the record as it is now (`None`: it is gone), and
+/// whether this replay queued it again (a delivery still in progress is left alone).
+#[derive(Debug, Clone)]
+pub struct Replayed {
+    pub delivery: EventDelivery,
+    pub record: Option<DeliveryRecord>,
+    pub queued: bool,
+}
+
+/// Sends a kept event again to each of its endpoints: every finished delivery is queued anew
+/// with a fresh attempt budget (the same `webhook-id`). `None` when there is no such event.
+pub async fn replay(
+    store: &dyn DeliveryStore,
+    outbound: &dyn Queue,
+    id: &EventId,
+    now: Timestamp,
+) -> Result<Option<(KeptEvent, Vec<Replayed>)>, PublishError> {
+    let Some(kept) = kept_event(store, id).await? else {
+        return Ok(None);
+    };
+    let mut out = Vec::with_capacity(kept.deliveries.len());
+    for d in &kept.deliveries {
+        let updated =
+            crate::ports::update::update_record(store, &d.delivery_id, |r| match r.replay(now) {
+                Ok(()) => Change::Write(true),
+                Err(_) => Change::Keep(false),
+            })
+            .await?;
+        let Some(updated) = updated else {
+            out.push(Replayed {
+                delivery: d.clone(),
+                record: None,
+                queued: false,
+            });
+            continue;
+        };
+        if updated.value {
+            let job = DispatchJob::new(
+                updated.record.id.clone(),
+                updated.record.correlation_id.clone(),
+            );
+            enqueue(outbound, &job, Duration::ZERO).await?;
+        }
+        out.push(Replayed {
+            delivery: d.clone(),
+            record: Some(updated.record),
+            queued: updated.value,
+        });
+    }
+    tracing::info!(event = %id, "event replayed");
+    Ok(Some((kept, out)))
+}

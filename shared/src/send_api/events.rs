@@ -5,15 +5,12 @@
 use super::{SendApiContext, store_unavailable};
 use crate::callbacks::endpoints::{self, EndpointState};
 use crate::callbacks::{EventDelivery, kept_event};
-use crate::dispatch::enqueue;
 use crate::domain::app_event::EventId;
 use crate::domain::delivery::DeliveryRecord;
-use crate::domain::job::DispatchJob;
 use crate::http::{self, ApiError, ApiResponse};
-use crate::ports::update::{Change, UpdateError, update_record};
+use crate::ports::update::UpdateError;
 use ::http::StatusCode;
 use serde_json::{Value, json};
-use std::time::Duration;
 
 pub const EVENTS_PATH: &str = "/v1/events";
 pub const ENDPOINTS_PATH: &str = "/v1/endpoints";
@@ -84,40 +81,27 @@ pub async fn show(ctx: &SendApiContext, id: &str) -> Result<ApiResponse, ApiErro
 /// progress is left alone (it is being sent already).
 #[tracing::instrument(skip(ctx))]
 pub async fn replay(ctx: &SendApiContext, id: &str) -> Result<ApiResponse, ApiError> {
-    let (_, kept) = load(ctx, id).await?;
-    let now = ctx.clock.now();
-    let mut deliveries = Vec::new();
-    for d in &kept.deliveries {
-        let updated = update_record(ctx.store.as_ref(), &d.delivery_id, |r| {
-            match r.replay(now) {
-                Ok(()) => Change::Write(true),
-                Err(_) => Change::Keep(false),
-            }
-        })
-        .await
-        .map_err(contended)?;
-        let Some(updated) = updated else {
-            deliveries.push(delivery_view(d, None));
-            continue;
-        };
-        if updated.value {
-            let job = DispatchJob::new(
-                updated.record.id.clone(),
-                updated.record.correlation_id.clone(),
-            );
-            enqueue(ctx.outbound.as_ref(), &job, Duration::ZERO)
-                .await
-                .map_err(|e| {
-                    tracing::error!(error = %e, "cannot queue a replay");
-                    ApiError::unavailable(
-                        "queue_unavailable",
-                        "the replay was recorded but not queued; the sweeper queues it shortly",
-                    )
-                })?;
-        }
-        deliveries.push(delivery_view(d, Some(&updated.record)));
-    }
-    tracing::info!(event = id, "event replayed");
+    let id = EventId::parse(id).map_err(|_| ApiError::not_found())?;
+    let replayed = crate::callbacks::replay(
+        ctx.store.as_ref(),
+        ctx.outbound.as_ref(),
+        &id,
+        ctx.clock.now(),
+    )
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "replay failed");
+        ApiError::unavailable(
+            "store_unavailable",
+            "the replay could not be completed; retry",
+        )
+    })?
+    .ok_or_else(ApiError::not_found)?;
+    let (kept, deliveries) = replayed;
+    let deliveries: Vec<Value> = deliveries
+        .iter()
+        .map(|r| delivery_view(&r.delivery, r.record.as_ref()))
+        .collect();
     Ok(http::json_response(
         StatusCode::ACCEPTED,
         &json!({"id": kept.event.id.as_str(), "deliveries": deliveries}),
