@@ -306,17 +306,8 @@ impl AppEvent {
             },
             FieldChange::UserPreferences { .. } | FieldChange::Unrecognised { .. } => return None,
         };
+        let field = change.field_name().to_owned();
         let change = serde_json::to_value(change).unwrap_or(Value::Null);
-        let field = match &change {
-            Value::Object(m) => match (m.get("type"), m.get("data")) {
-                (Some(Value::String(t)), Some(Value::Object(d))) if t == "other" => {
-                    d.get("field").cloned().unwrap_or(Value::Null)
-                }
-                (Some(t), _) => t.clone(),
-                _ => Value::Null,
-            },
-            _ => Value::Null,
-        };
         let update = change.get("data").cloned().unwrap_or(Value::Null);
         let timestamp = time.map_or(received_at, Timestamp::from_secs);
         let digest = digest32(&[waba_id, &update.to_string()]);

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod callback_sender;
+mod event_schemas;
 mod fixtures;
 mod fuzz_corpus;
 mod signature;
