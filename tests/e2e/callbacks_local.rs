@@ -455,3 +455,53 @@ async fn unauthenticated_and_unknown_event_requests_are_refused() {
         .unwrap();
     assert_eq!(res.status(), 405);
 }
+
+#[tokio::test]
+async fn an_ordered_endpoint_gets_one_contacts_events_in_order() {
+    let receiver = MockServer::start().await;
+    for at in ["/ordered", "/unordered"] {
+        Mock::given(path(at))
+            .and(wiremock::matchers::body_string_contains("primeira"))
+            .respond_with(ResponseTemplate::new(500))
+            .up_to_n_times(2)
+            .mount(&receiver)
+            .await;
+        Mock::given(path(at))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&receiver)
+            .await;
+    }
+    let secret = whsec("ordered");
+    let app = spawn_app_configured(
+        secrets_with(json!([
+            { "id": "ordered", "url": format!("{}/ordered", receiver.uri()), "secret": secret, "ordered": true,
+              "events": ["message.received"] },
+            { "id": "unordered", "url": format!("{}/unordered", receiver.uri()), "secret": secret,
+              "events": ["message.received"] },
+        ])),
+        fast_callbacks,
+    )
+    .await;
+    post_inbound(&app, "5511999990051", "primeira").await;
+    post_inbound(&app, "5511999990051", "segunda").await;
+    wait_for(&receiver, "/ordered", 4, |_| true).await;
+    wait_for(&receiver, "/unordered", 4, |_| true).await;
+    let texts = |rs: Vec<Request>| {
+        rs.iter()
+            .map(|r| body(r)["data"]["text"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    // Two failures and the success of the first, then the second.
+    assert_eq!(
+        texts(requests_to(&receiver, "/ordered").await),
+        ["primeira", "primeira", "primeira", "segunda"]
+    );
+    // Without `ordered`, the second does not wait for the first's retries.
+    let unordered = texts(requests_to(&receiver, "/unordered").await);
+    assert_eq!(unordered.len(), 4);
+    assert_ne!(
+        unordered.last().map(String::as_str),
+        Some("segunda"),
+        "{unordered:?}"
+    );
+}
