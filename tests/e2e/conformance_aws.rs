@@ -82,6 +82,8 @@ store_checks!(
     store_expired_inbound_record_counts_as_absent,
     store_state_documents_are_versioned,
     store_concurrent_state_updates_all_land,
+    store_lists_a_keys_messages_newest_first,
+    store_lists_a_conversation_in_both_directions,
 );
 
 /// Every store check at once on one table, as deployed functions share one.
@@ -99,6 +101,8 @@ async fn store_checks_share_one_table_concurrently() {
         conformance::store_expired_inbound_record_counts_as_absent(&store),
         conformance::store_state_documents_are_versioned(&store),
         conformance::store_concurrent_state_updates_all_land(&store),
+        conformance::store_lists_a_keys_messages_newest_first(&store),
+        conformance::store_lists_a_conversation_in_both_directions(&store),
     );
 }
 
@@ -431,6 +435,7 @@ fn inbound(key: &str, sub_key: &str, expires_at: Timestamp) -> KeptRecord {
         received_at: Timestamp::now(),
         expires_at,
         payload: serde_json::json!({"sub": sub_key}),
+        contact: None,
     }
 }
 

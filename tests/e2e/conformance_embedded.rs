@@ -65,6 +65,8 @@ store_checks!(
     store_expired_inbound_record_counts_as_absent,
     store_state_documents_are_versioned,
     store_concurrent_state_updates_all_land,
+    store_lists_a_keys_messages_newest_first,
+    store_lists_a_conversation_in_both_directions,
 );
 
 /// Every store check at once on one shared store, as the AWS suite shares one table.
@@ -82,6 +84,8 @@ async fn store_checks_share_one_store_concurrently() {
         conformance::store_expired_inbound_record_counts_as_absent(&store),
         conformance::store_state_documents_are_versioned(&store),
         conformance::store_concurrent_state_updates_all_land(&store),
+        conformance::store_lists_a_keys_messages_newest_first(&store),
+        conformance::store_lists_a_conversation_in_both_directions(&store),
     );
 }
 
@@ -115,6 +119,8 @@ async fn file_backed_db_passes_the_suite_and_keeps_everything_across_reopen() {
         conformance::store_expired_inbound_record_counts_as_absent(&store),
         conformance::store_state_documents_are_versioned(&store),
         conformance::store_concurrent_state_updates_all_land(&store),
+        conformance::store_lists_a_keys_messages_newest_first(&store),
+        conformance::store_lists_a_conversation_in_both_directions(&store),
         conformance::queue_batch_of_25_arrives_complete(&batch),
         conformance::queue_hides_a_received_message_until_its_visibility_timeout(&visibility),
         conformance::queue_stale_receipt_does_not_delete_redelivered_message(&stale),
@@ -133,6 +139,7 @@ async fn file_backed_db_passes_the_suite_and_keeps_everything_across_reopen() {
         received_at: now,
         expires_at: now.plus(Duration::from_secs(3600)),
         payload: json!({ "text": "persisted" }),
+        contact: None,
     };
     assert_eq!(
         store.put_kept(&inbound).await.unwrap(),
@@ -424,6 +431,7 @@ async fn purge_removes_only_expired_inbound_records() {
         received_at: now,
         expires_at,
         payload: json!({}),
+        contact: None,
     };
     let live = record("live", now.plus(Duration::from_secs(3600)));
     store.put_kept(&live).await.unwrap();

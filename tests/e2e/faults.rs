@@ -100,6 +100,26 @@ impl DeliveryStore for FlakyStore {
     async fn list_kept(&self, kind: KeptKind, key: &str) -> Result<Vec<KeptRecord>, StoreError> {
         self.inner.list_kept(kind, key).await
     }
+    async fn list_messages(
+        &self,
+        owner: &str,
+        filter: &carteiro_shared::ports::store::MessageFilter,
+        cursor: Option<&carteiro_shared::ports::store::Cursor>,
+        limit: usize,
+    ) -> Result<carteiro_shared::ports::store::Page<DeliveryRecord>, StoreError> {
+        self.inner.list_messages(owner, filter, cursor, limit).await
+    }
+    async fn list_conversation(
+        &self,
+        wa_id: &str,
+        cursor: Option<&carteiro_shared::ports::store::Cursor>,
+        limit: usize,
+    ) -> Result<
+        carteiro_shared::ports::store::Page<carteiro_shared::ports::store::ConversationItem>,
+        StoreError,
+    > {
+        self.inner.list_conversation(wa_id, cursor, limit).await
+    }
     async fn get_state(
         &self,
         kind: carteiro_shared::ports::store::StateKind,

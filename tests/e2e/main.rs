@@ -12,6 +12,7 @@ mod hostile;
 mod intake_aws;
 mod intake_local;
 mod ledger;
+mod listings;
 mod operator;
 mod send_aws;
 mod send_email_local;

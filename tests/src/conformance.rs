@@ -603,6 +603,7 @@ fn inbound(kind: KeptKind, key: &str, sub_key: &str, ttl: Duration) -> KeptRecor
         received_at: now,
         expires_at: now.plus(ttl),
         payload: json!({ "sub_key": sub_key, "n": 42, "text": "Olá ✓", "flags": [true, null] }),
+        contact: None,
     }
 }
 
@@ -779,4 +780,158 @@ pub async fn store_concurrent_state_updates_all_land(store: &dyn DeliveryStore) 
     futures::future::join_all((0..6).map(|_| bump())).await;
     let n: u64 = get_state(store, StateKind::Contact, &key).await.unwrap();
     assert_eq!(n, 6);
+}
+
+/// A key's messages: newest first, filtered, paged with a cursor; another key's never shown.
+pub async fn store_lists_a_keys_messages_newest_first(store: &dyn DeliveryStore) {
+    use carteiro_shared::ports::store::MessageFilter;
+    let owner = format!("key-{}", uuid::Uuid::now_v7().simple());
+    let base = Timestamp::now().as_millis() - 60_000;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let channel = if i == 2 {
+            Channel::Email
+        } else {
+            Channel::Whatsapp
+        };
+        let mut r = DeliveryRecord::new_queued(
+            MessageId::generate(),
+            channel,
+            "+5511999990061",
+            json!({}),
+            Timestamp::from_millis(base + i * 1_000),
+        );
+        r.api_key_id = Some(owner.clone());
+        if i == 4 {
+            r.status = DeliveryStatus::Failed;
+        }
+        store.create(&r).await.unwrap();
+        ids.push(r.id.as_str().to_owned());
+    }
+    let mut other = queued_record();
+    other.api_key_id = Some(format!("{owner}-other"));
+    store.create(&other).await.unwrap();
+
+    let all = MessageFilter::default();
+    let listed = |p: &carteiro_shared::ports::store::Page<DeliveryRecord>| {
+        p.items
+            .iter()
+            .map(|r| r.id.as_str().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let first = store.list_messages(&owner, &all, None, 2).await.unwrap();
+    assert_eq!(listed(&first), [ids[4].clone(), ids[3].clone()]);
+    let second = store
+        .list_messages(&owner, &all, first.next.as_ref(), 2)
+        .await
+        .unwrap();
+    assert_eq!(listed(&second), [ids[2].clone(), ids[1].clone()]);
+    let third = store
+        .list_messages(&owner, &all, second.next.as_ref(), 2)
+        .await
+        .unwrap();
+    assert_eq!(listed(&third), [ids[0].clone()]);
+    assert_eq!(third.next, None);
+
+    let failed = MessageFilter {
+        status: Some(DeliveryStatus::Failed),
+        ..MessageFilter::default()
+    };
+    assert_eq!(
+        listed(
+            &store
+                .list_messages(&owner, &failed, None, 10)
+                .await
+                .unwrap()
+        ),
+        [ids[4].clone()]
+    );
+    let email = MessageFilter {
+        channel: Some(Channel::Email),
+        ..MessageFilter::default()
+    };
+    assert_eq!(
+        listed(&store.list_messages(&owner, &email, None, 10).await.unwrap()),
+        [ids[2].clone()]
+    );
+    let since = MessageFilter {
+        since: Some(Timestamp::from_millis(base + 3_000)),
+        ..MessageFilter::default()
+    };
+    assert_eq!(
+        listed(&store.list_messages(&owner, &since, None, 10).await.unwrap()),
+        [ids[4].clone(), ids[3].clone()]
+    );
+}
+
+/// A contact's conversation: outbound records and inbound messages interleaved by time.
+pub async fn store_lists_a_conversation_in_both_directions(store: &dyn DeliveryStore) {
+    let n = uuid::Uuid::now_v7().as_u128() % 1_000_000_000;
+    let contact = format!("55119{n:09}");
+    let base = Timestamp::now().as_millis() - 60_000;
+    let mut expected = Vec::new();
+    for i in 0..4 {
+        let at = Timestamp::from_millis(base + i * 1_000);
+        if i % 2 == 0 {
+            let r = DeliveryRecord::new_queued(
+                MessageId::generate(),
+                Channel::Whatsapp,
+                format!("+{contact}"),
+                json!({}),
+                at,
+            );
+            store.create(&r).await.unwrap();
+            expected.push(r.id.as_str().to_owned());
+        } else {
+            let wamid = format!("wamid.CONV{}", uuid::Uuid::now_v7().simple());
+            let k = KeptRecord {
+                kind: KeptKind::Message,
+                key: wamid.clone(),
+                sub_key: String::new(),
+                received_at: at,
+                expires_at: at.plus(DAY),
+                payload: json!({"kind": "message"}),
+                contact: Some(contact.clone()),
+            };
+            store.put_kept(&k).await.unwrap();
+            expected.push(wamid);
+        }
+    }
+    // Someone else's conversation, and an email to the same digits: neither is listed.
+    store
+        .create(&DeliveryRecord::new_queued(
+            MessageId::generate(),
+            Channel::Whatsapp,
+            "+5511999990062",
+            json!({}),
+            Timestamp::now(),
+        ))
+        .await
+        .unwrap();
+    store
+        .create(&DeliveryRecord::new_queued(
+            MessageId::generate(),
+            Channel::Email,
+            contact.clone(),
+            json!({}),
+            Timestamp::now(),
+        ))
+        .await
+        .unwrap();
+    expected.reverse();
+    let ids = |p: &carteiro_shared::ports::store::Page<
+        carteiro_shared::ports::store::ConversationItem,
+    >| { p.items.iter().map(|i| i.cursor().id).collect::<Vec<_>>() };
+    let first = store.list_conversation(&contact, None, 3).await.unwrap();
+    assert_eq!(ids(&first), expected[..3]);
+    assert!(matches!(
+        first.items[0],
+        carteiro_shared::ports::store::ConversationItem::Inbound(_)
+    ));
+    let second = store
+        .list_conversation(&contact, first.next.as_ref(), 3)
+        .await
+        .unwrap();
+    assert_eq!(ids(&second), expected[3..]);
+    assert_eq!(second.next, None);
 }

@@ -250,7 +250,7 @@ impl Moto {
     }
 
     /// Creates a table with Carteiro's schema (as template.yaml declares it): `pk`/`sk`
-    /// strings, the `by-provider-id` and sparse `by-due` indexes (KEYS_ONLY), on-demand
+    /// strings, the `by-provider-id`, sparse `by-due`, `by-owner` and `by-contact` indexes (KEYS_ONLY), on-demand
     /// billing, TTL on `expires_at`. Returns the table name.
     pub async fn create_table(&self) -> String {
         let name = unique("carteiro");
@@ -281,6 +281,10 @@ impl Moto {
             .attribute_definitions(attr(schema::PROVIDER_MESSAGE_ID, ScalarAttributeType::S))
             .attribute_definitions(attr(schema::DUE_BUCKET, ScalarAttributeType::S))
             .attribute_definitions(attr(schema::DUE_AT, ScalarAttributeType::N))
+            .attribute_definitions(attr(schema::OWNER, ScalarAttributeType::S))
+            .attribute_definitions(attr(schema::OWNER_AT, ScalarAttributeType::S))
+            .attribute_definitions(attr(schema::CONTACT, ScalarAttributeType::S))
+            .attribute_definitions(attr(schema::CONTACT_AT, ScalarAttributeType::S))
             .key_schema(key(schema::PK, KeyType::Hash))
             .key_schema(key(schema::SK, KeyType::Range))
             .global_secondary_indexes(
@@ -296,6 +300,24 @@ impl Moto {
                     .index_name(schema::GSI_BY_DUE)
                     .key_schema(key(schema::DUE_BUCKET, KeyType::Hash))
                     .key_schema(key(schema::DUE_AT, KeyType::Range))
+                    .projection(keys_only.clone())
+                    .build()
+                    .unwrap(),
+            )
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(schema::GSI_BY_OWNER)
+                    .key_schema(key(schema::OWNER, KeyType::Hash))
+                    .key_schema(key(schema::OWNER_AT, KeyType::Range))
+                    .projection(keys_only.clone())
+                    .build()
+                    .unwrap(),
+            )
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(schema::GSI_BY_CONTACT)
+                    .key_schema(key(schema::CONTACT, KeyType::Hash))
+                    .key_schema(key(schema::CONTACT_AT, KeyType::Range))
                     .projection(keys_only)
                     .build()
                     .unwrap(),

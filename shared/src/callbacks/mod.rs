@@ -121,6 +121,7 @@ impl EventPublisher {
             expires_at: now.plus(self.settings.event_ttl),
             payload: serde_json::to_value(&kept)
                 .map_err(|e| StoreError::Unavailable(format!("event: {e}")))?,
+            contact: None,
         };
         self.store.put_kept(&record).await?;
         let body = event.envelope();

@@ -360,6 +360,12 @@ impl DeliveryRecord {
         }
     }
 
+    /// The WhatsApp contact (wa_id, digits) whose conversation lists this record, if any.
+    pub fn conversation_contact(&self) -> Option<String> {
+        (self.channel == Channel::Whatsapp)
+            .then(|| self.recipient.trim_start_matches('+').to_owned())
+    }
+
     /// The next attempt's number.
     pub fn next_attempt_number(&self) -> u32 {
         u32::try_from(self.attempts.len())

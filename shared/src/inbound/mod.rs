@@ -109,6 +109,7 @@ pub async fn process(ctx: &InboundContext, body: &str) -> Result<Outcome, Proces
                 received_at: now,
                 expires_at: now.plus(ctx.settings.message_ttl),
                 payload: to_value(&event)?,
+                contact: wa_id_key(&message.from),
             };
             let outcome = stored(ctx.store.put_kept(&record).await?)?;
             let app_event =
@@ -184,6 +185,7 @@ async fn store_account_event(
         received_at: now,
         expires_at: now.plus(ctx.settings.message_ttl),
         payload,
+        contact: None,
     };
     stored(ctx.store.put_kept(&record).await?)
 }
@@ -213,6 +215,7 @@ async fn apply_status(
             received_at: now,
             expires_at: now.plus(ctx.settings.orphan_status_ttl),
             payload: to_value(event)?,
+            contact: None,
         };
         tracing::info!(wamid = %update.wamid, status = update.status.as_str(), "status for an unknown message kept for reconciliation");
         return Ok(match ctx.store.put_kept(&orphan).await? {

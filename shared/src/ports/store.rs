@@ -74,6 +74,87 @@ pub struct KeptRecord {
     pub expires_at: Timestamp,
     /// The event as received, in Carteiro's typed form.
     pub payload: serde_json::Value,
+    /// For an inbound message: the sender's wa_id (digits), which lists it in that contact's
+    /// conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
+}
+
+/// Where a listing stands: the position of the last item returned, newest-first order by
+/// (time, id). Opaque to clients (`next_cursor`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cursor {
+    pub at_ms: i64,
+    pub id: String,
+}
+
+impl Cursor {
+    /// The sort key both stores index: zero-padded milliseconds, `#`, the id.
+    pub fn sort_key(&self) -> String {
+        format!("{:015}#{}", self.at_ms.max(0), self.id)
+    }
+
+    pub fn from_sort_key(key: &str) -> Option<Self> {
+        let (ms, id) = key.split_once('#')?;
+        Some(Self {
+            at_ms: ms.parse().ok()?,
+            id: id.to_owned(),
+        })
+    }
+
+    /// The cursor as a client sees it.
+    pub fn encode(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.sort_key())
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text.trim())
+            .ok()?;
+        Self::from_sort_key(std::str::from_utf8(&raw).ok()?)
+    }
+}
+
+/// Which of an API key's messages to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageFilter {
+    pub status: Option<crate::domain::delivery::DeliveryStatus>,
+    pub channel: Option<crate::domain::delivery::Channel>,
+    /// Created at or after.
+    pub since: Option<Timestamp>,
+}
+
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConversationItem {
+    /// Sent to the contact through Carteiro.
+    Outbound(Box<DeliveryRecord>),
+    /// Sent by the contact (a kept [`KeptKind::Message`]).
+    Inbound(KeptRecord),
+}
+
+impl ConversationItem {
+    pub fn cursor(&self) -> Cursor {
+        match self {
+            Self::Outbound(r) => Cursor {
+                at_ms: r.created_at.as_millis(),
+                id: r.id.as_str().to_owned(),
+            },
+            Self::Inbound(k) => Cursor {
+                at_ms: k.received_at.as_millis(),
+                id: k.key.clone(),
+            },
+        }
+    }
+}
+
+/// A page of a listing, newest first; `next` continues it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<Cursor>,
 }
 
 /// A record the sweeper should look at: its id and [`DeliveryRecord::sweep_due_at`].
@@ -165,6 +246,26 @@ pub trait DeliveryStore: Send + Sync + std::fmt::Debug {
 
     /// Every unexpired kept record of `kind` under `key`, ordered by sub-key.
     async fn list_kept(&self, kind: KeptKind, key: &str) -> Result<Vec<KeptRecord>, StoreError>;
+
+    /// The messages created with API key `owner`, newest first, after `cursor`, at most
+    /// `limit`. On DynamoDB through the eventually consistent `by-owner` index.
+    async fn list_messages(
+        &self,
+        owner: &str,
+        filter: &MessageFilter,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page<DeliveryRecord>, StoreError>;
+
+    /// The messages to and from the WhatsApp contact `wa_id` (digits), newest first, after
+    /// `cursor`, at most `limit`. On DynamoDB through the eventually consistent `by-contact`
+    /// index.
+    async fn list_conversation(
+        &self,
+        wa_id: &str,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page<ConversationItem>, StoreError>;
 
     /// Reads a state document, strongly consistent.
     async fn get_state(&self, kind: StateKind, key: &str) -> Result<Option<StateDoc>, StoreError>;

@@ -16,7 +16,9 @@ use crate::domain::time::Timestamp;
 use crate::http::{self, ApiError, ApiRequest, ApiResponse};
 use crate::ports::clock::Clock;
 use crate::ports::queue::Queue;
-use crate::ports::store::{CreateOutcome, DeliveryStore, InsertOutcome, KeptKind, KeptRecord};
+use crate::ports::store::{
+    CreateOutcome, DeliveryStore, InsertOutcome, KeptKind, KeptRecord, MessageFilter,
+};
 use crate::ports::update::{Change, UpdateError, update_record};
 use crate::providers::templates::EmailTemplates;
 use crate::secrets::Secrets;
@@ -94,7 +96,7 @@ async fn route_more(
     req: &ApiRequest,
     path: &str,
 ) -> Option<Result<ApiResponse, ApiError>> {
-    let route = async {
+    let route = async |owner: String| {
         if let Some(parts) = under(path, events::EVENTS_PATH) {
             return Some(match parts.as_slice() {
                 [id] => match expect(req, Method::GET) {
@@ -127,6 +129,10 @@ async fn route_more(
                     Ok(()) => conversations::show(ctx, wa_id).await,
                     Err(e) => Err(e),
                 },
+                [wa_id, "messages"] => match expect(req, Method::GET) {
+                    Ok(()) => conversations::messages(ctx, req, wa_id, &owner).await,
+                    Err(e) => Err(e),
+                },
                 _ => Err(ApiError::not_found()),
             });
         }
@@ -135,10 +141,11 @@ async fn route_more(
     if under(path, MESSAGES_PATH).is_some() {
         return None;
     }
-    if let Err(e) = authenticate(ctx, req.headers()).await {
-        return Some(Err(e));
-    }
-    route.await
+    let owner = match authenticate(ctx, req.headers()).await {
+        Ok(owner) => owner,
+        Err(e) => return Some(Err(e)),
+    };
+    route(owner).await
 }
 
 async fn route(ctx: &SendApiContext, req: ApiRequest) -> Result<ApiResponse, ApiError> {
@@ -147,8 +154,12 @@ async fn route(ctx: &SendApiContext, req: ApiRequest) -> Result<ApiResponse, Api
         return answer;
     }
     if path == MESSAGES_PATH {
+        if req.method() == Method::GET {
+            let owner = authenticate(ctx, req.headers()).await?;
+            return list(ctx, &req, &owner).await;
+        }
         if req.method() != Method::POST {
-            return Err(ApiError::method_not_allowed("POST"));
+            return Err(ApiError::method_not_allowed("GET, POST"));
         }
         let owner = authenticate(ctx, req.headers()).await?;
         return accept(ctx, &req, &owner).await;
@@ -351,6 +362,7 @@ async fn accept(
             received_at: now,
             expires_at: now.plus(ctx.settings.idempotency_window),
             payload: serde_json::to_value(&entry).map_err(|_| internal())?,
+            contact: None,
         };
         match ctx
             .store
@@ -537,6 +549,66 @@ fn check_templates(ctx: &SendApiContext, request: &SendRequest) -> Result<(), Ap
         }
     }
     Ok(())
+}
+
+/// `GET /v1/messages?status=&channel=&since=&limit=&cursor=`: the key's messages, newest
+/// first, each in brief (its full record is `GET /v1/messages/{id}`).
+async fn list(
+    ctx: &SendApiContext,
+    req: &ApiRequest,
+    owner: &str,
+) -> Result<ApiResponse, ApiError> {
+    let parse = |name: &'static str| -> Result<Option<Value>, ApiError> {
+        Ok(http::query_param(req, name).map(Value::String))
+    };
+    let invalid = |field: &'static str, message: &str| {
+        ApiError::bad_request("invalid_query", message.to_owned()).with_field(field)
+    };
+    let filter = MessageFilter {
+        status: parse("status")?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|_| invalid("status", "status must be one of queued, sending, retry_scheduled, sent, delivered, read, failed, dead, cancelled"))?,
+        channel: parse("channel")?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|_| invalid("channel", "channel must be whatsapp or email"))?,
+        since: match http::query_param(req, "since") {
+            None => None,
+            Some(s) => Some(Timestamp::parse_rfc3339(&s).ok_or_else(|| {
+                invalid("since", "since must be an RFC 3339 time, e.g. 2026-12-01T00:00:00Z")
+            })?),
+        },
+    };
+    let (limit, cursor) = conversations::paging(req)?;
+    let page = ctx
+        .store
+        .list_messages(owner, &filter, cursor.as_ref(), limit)
+        .await
+        .map_err(store_unavailable)?;
+    let messages: Vec<Value> = page
+        .items
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "id": r.id.as_str(),
+                "channel": r.channel,
+                "status": r.status,
+                "recipient": r.recipient,
+                "provider_message_id": r.provider_message_id,
+                "created_at": r.created_at.to_rfc3339(),
+                "updated_at": r.updated_at.to_rfc3339(),
+                "next_attempt_at": r.next_attempt_at.map(Timestamp::to_rfc3339),
+                "attempt_count": r.attempts.len(),
+                "last_error": r.last_error,
+                "metadata": r.request.get("metadata").filter(|m| !m.is_null()),
+            })
+        })
+        .collect();
+    Ok(http::json_response(
+        StatusCode::OK,
+        &serde_json::json!({"messages": messages, "next_cursor": page.next.map(|c| c.encode())}),
+    ))
 }
 
 /// `GET /v1/messages/{id}`.

@@ -32,8 +32,9 @@ use crate::domain::ids::{MessageId, Wamid};
 use crate::domain::time::Timestamp;
 use crate::ports::clock::{Clock, SystemClock};
 use crate::ports::store::{
-    CreateOutcome, DUE_SHARDS, DeliveryStore, DueRecord, InsertOutcome, KeptKind, KeptRecord,
-    ReplaceOutcome, StateDoc, StateKind, StoreError, due_shard,
+    ConversationItem, CreateOutcome, Cursor, DUE_SHARDS, DeliveryStore, DueRecord, InsertOutcome,
+    KeptKind, KeptRecord, MessageFilter, Page, ReplaceOutcome, StateDoc, StateKind, StoreError,
+    due_shard,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -212,6 +213,23 @@ fn record_item(record: &DeliveryRecord) -> Result<Item, StoreError> {
     if record.provider_message_id.as_deref() == Some("") {
         item.remove(schema::PROVIDER_MESSAGE_ID);
     }
+    // The listings' sparse indexes (a callback has no owner and no contact).
+    let at = Cursor {
+        at_ms: record.created_at.as_millis(),
+        id: record.id.as_str().to_owned(),
+    }
+    .sort_key();
+    if let Some(owner) = record.api_key_id.as_deref().filter(|o| !o.is_empty()) {
+        item.insert(
+            schema::OWNER.to_owned(),
+            AttributeValue::S(owner.to_owned()),
+        );
+        item.insert(schema::OWNER_AT.to_owned(), AttributeValue::S(at.clone()));
+    }
+    if let Some(contact) = record.conversation_contact().filter(|c| !c.is_empty()) {
+        item.insert(schema::CONTACT.to_owned(), AttributeValue::S(contact));
+        item.insert(schema::CONTACT_AT.to_owned(), AttributeValue::S(at));
+    }
     if let Some(due_at) = record.sweep_due_at() {
         item.insert(
             schema::DUE_BUCKET.to_owned(),
@@ -254,6 +272,19 @@ fn inbound_item(record: &KeptRecord) -> Result<Item, StoreError> {
         EXPIRES_AT_MS.to_owned(),
         number(record.expires_at.as_millis()),
     );
+    // `contact` is the record's own field; with it, the conversation index's range key.
+    if record.contact.as_deref().is_some_and(|c| !c.is_empty()) {
+        let at = Cursor {
+            at_ms: record.received_at.as_millis(),
+            id: record.key.clone(),
+        };
+        item.insert(
+            schema::CONTACT_AT.to_owned(),
+            AttributeValue::S(at.sort_key()),
+        );
+    } else {
+        item.remove(schema::CONTACT);
+    }
     Ok(item)
 }
 
@@ -446,6 +477,128 @@ impl DeliveryStore for DynamoStore {
         Ok(records)
     }
 
+    async fn list_messages(
+        &self,
+        owner: &str,
+        filter: &MessageFilter,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page<DeliveryRecord>, StoreError> {
+        let mut items = Vec::new();
+        let mut after = cursor.cloned();
+        'pages: while items.len() <= limit {
+            let keys = self
+                .index_page(
+                    schema::GSI_BY_OWNER,
+                    (schema::OWNER, schema::OWNER_AT),
+                    owner,
+                    after.as_ref(),
+                    limit + 1,
+                )
+                .await?;
+            if keys.is_empty() {
+                break;
+            }
+            for (pk, at) in keys {
+                after = Some(at.clone());
+                if filter.since.is_some_and(|s| at.at_ms < s.as_millis()) {
+                    break 'pages;
+                }
+                let Some(id) = pk
+                    .strip_prefix(schema::MESSAGE_PK_PREFIX)
+                    .and_then(|id| MessageId::parse(id).ok())
+                else {
+                    continue;
+                };
+                // The index is eventually consistent: the base item decides.
+                let Some(record) = self.get(&id).await? else {
+                    continue;
+                };
+                if record.api_key_id.as_deref() != Some(owner)
+                    || filter.status.is_some_and(|s| s != record.status)
+                    || filter.channel.is_some_and(|c| c != record.channel)
+                {
+                    continue;
+                }
+                items.push(record);
+                if items.len() > limit {
+                    break 'pages;
+                }
+            }
+        }
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next = if more {
+            items.last().map(|r| Cursor {
+                at_ms: r.created_at.as_millis(),
+                id: r.id.as_str().to_owned(),
+            })
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn list_conversation(
+        &self,
+        wa_id: &str,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page<ConversationItem>, StoreError> {
+        let now = self.clock.now();
+        let mut items = Vec::new();
+        let mut after = cursor.cloned();
+        'pages: while items.len() <= limit {
+            let keys = self
+                .index_page(
+                    schema::GSI_BY_CONTACT,
+                    (schema::CONTACT, schema::CONTACT_AT),
+                    wa_id,
+                    after.as_ref(),
+                    limit + 1,
+                )
+                .await?;
+            if keys.is_empty() {
+                break;
+            }
+            for (pk, at) in keys {
+                after = Some(at);
+                let item = if let Some(id) = pk.strip_prefix(schema::MESSAGE_PK_PREFIX) {
+                    let Ok(id) = MessageId::parse(id) else {
+                        continue;
+                    };
+                    match self.get(&id).await? {
+                        Some(r) if r.conversation_contact().as_deref() == Some(wa_id) => {
+                            ConversationItem::Outbound(Box::new(r))
+                        }
+                        _ => continue,
+                    }
+                } else {
+                    let Some(item) = self.get_item(pk, schema::EMPTY_SUB_KEY_SK).await? else {
+                        continue;
+                    };
+                    let kept = inbound_from_item(item)?;
+                    if kept.expires_at <= now || kept.contact.as_deref() != Some(wa_id) {
+                        continue;
+                    }
+                    ConversationItem::Inbound(kept)
+                };
+                items.push(item);
+                if items.len() > limit {
+                    break 'pages;
+                }
+            }
+        }
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next = if more {
+            items.last().map(ConversationItem::cursor)
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
     async fn get_state(&self, kind: StateKind, key: &str) -> Result<Option<StateDoc>, StoreError> {
         let pk = state_pk(kind, key);
         let Some(item) = self.get_item(pk.clone(), STATE_SK).await? else {
@@ -519,6 +672,56 @@ impl DeliveryStore for DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// One page of a listing index, newest first, strictly after `after`: each entry's `pk`
+    /// and its position.
+    async fn index_page(
+        &self,
+        index: &str,
+        (hash, range): (&str, &str),
+        value: &str,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Vec<(String, Cursor)>, StoreError> {
+        let mut req = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX).clamp(1, 1_000))
+            .expression_attribute_names("#h", hash)
+            .expression_attribute_values(":h", AttributeValue::S(value.to_owned()));
+        req = match after {
+            Some(c) => req
+                .key_condition_expression("#h = :h AND #r < :r")
+                .expression_attribute_names("#r", range)
+                .expression_attribute_values(":r", AttributeValue::S(c.sort_key())),
+            None => req.key_condition_expression("#h = :h"),
+        };
+        let out = req
+            .send()
+            .await
+            .map_err(|e| StoreError::Unavailable(describe_sdk_error("Query", &e)))?;
+        Ok(out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|item| {
+                let pk = match item.get(schema::PK) {
+                    Some(AttributeValue::S(pk)) => pk.clone(),
+                    _ => return None,
+                };
+                let at = match item.get(range) {
+                    Some(AttributeValue::S(at)) => Cursor::from_sort_key(at)?,
+                    _ => return None,
+                };
+                Some((pk, at))
+            })
+            .collect())
+    }
+}
+
 /// Sort key of a state document.
 const STATE_SK: &str = "state";
 
@@ -582,6 +785,7 @@ mod tests {
             received_at: Timestamp::from_millis(1_000),
             expires_at: Timestamp::from_millis(1_767_225_600_001),
             payload: serde_json::json!({"status": "sent"}),
+            contact: None,
         };
         let item = inbound_item(&rec).unwrap();
         assert_eq!(

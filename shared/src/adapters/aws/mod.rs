@@ -80,6 +80,17 @@ pub mod schema {
     /// When the sweeper should look at the record (`DeliveryRecord::sweep_due_at`).
     pub const DUE_AT: &str = "due_at";
 
+    /// GSI over a key's messages: hash `owner` (S, the API key id), range `owner_at` (S,
+    /// [`crate::ports::store::Cursor::sort_key`] of creation time and id), KEYS_ONLY.
+    pub const GSI_BY_OWNER: &str = "by-owner";
+    pub const OWNER: &str = "owner";
+    pub const OWNER_AT: &str = "owner_at";
+    /// GSI over a contact's conversation, outbound records and inbound messages alike: hash
+    /// `contact` (S, the wa_id), range `contact_at` (S, time and id), KEYS_ONLY.
+    pub const GSI_BY_CONTACT: &str = "by-contact";
+    pub const CONTACT: &str = "contact";
+    pub const CONTACT_AT: &str = "contact_at";
+
     /// The table's TTL attribute: epoch **seconds** (DynamoDB ignores anything else).
     pub const TTL_ATTRIBUTE: &str = "expires_at";
 }

@@ -95,6 +95,24 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (kind, key)
     );
     ",
+    // 4: listings: a key's messages, a contact's conversation (backfilled from the JSON).
+    "
+    ALTER TABLE records ADD COLUMN owner TEXT;
+    ALTER TABLE records ADD COLUMN channel TEXT;
+    ALTER TABLE records ADD COLUMN contact TEXT;
+    ALTER TABLE records ADD COLUMN created_at INTEGER;   -- ms since the epoch
+    UPDATE records SET
+        owner = json_extract(body, '$.api_key_id'),
+        channel = json_extract(body, '$.channel'),
+        created_at = json_extract(body, '$.created_at'),
+        contact = CASE WHEN json_extract(body, '$.channel') = 'whatsapp'
+                       THEN ltrim(json_extract(body, '$.recipient'), '+') END;
+    CREATE INDEX records_owner ON records (owner, created_at, id) WHERE owner IS NOT NULL;
+    CREATE INDEX records_contact ON records (contact, created_at, id) WHERE contact IS NOT NULL;
+    ALTER TABLE inbound ADD COLUMN contact TEXT;
+    UPDATE inbound SET contact = json_extract(payload, '$.message.from') WHERE kind = 'message';
+    CREATE INDEX inbound_contact ON inbound (contact, received_at, key) WHERE contact IS NOT NULL;
+    ",
 ];
 
 /// The schema version this build writes and understands.

@@ -7,8 +7,8 @@ use crate::domain::delivery::DeliveryRecord;
 use crate::domain::ids::{MessageId, Wamid};
 use crate::domain::time::Timestamp;
 use crate::ports::store::{
-    CreateOutcome, DeliveryStore, DueRecord, InsertOutcome, KeptKind, KeptRecord, ReplaceOutcome,
-    StateDoc, StateKind, StoreError,
+    ConversationItem, CreateOutcome, Cursor, DeliveryStore, DueRecord, InsertOutcome, KeptKind,
+    KeptRecord, MessageFilter, Page, ReplaceOutcome, StateDoc, StateKind, StoreError,
 };
 use async_trait::async_trait;
 use rusqlite::OptionalExtension;
@@ -33,6 +33,10 @@ struct RecordRow {
     status: &'static str,
     next_attempt_at: Option<i64>,
     due_at: Option<i64>,
+    owner: Option<String>,
+    channel: String,
+    contact: Option<String>,
+    created_at: i64,
     body: String,
 }
 
@@ -45,10 +49,22 @@ impl RecordRow {
             status: record.status.as_str(),
             next_attempt_at: record.next_attempt_at.map(Timestamp::as_millis),
             due_at: record.sweep_due_at().map(Timestamp::as_millis),
+            owner: record.api_key_id.clone(),
+            channel: channel_name(record.channel).to_owned(),
+            contact: record.conversation_contact(),
+            created_at: record.created_at.as_millis(),
             body: serde_json::to_string(record).map_err(|e| {
                 StoreError::Unavailable(format!("record {} cannot be serialised: {e}", record.id))
             })?,
         })
+    }
+}
+
+fn channel_name(c: crate::domain::delivery::Channel) -> &'static str {
+    match c {
+        crate::domain::delivery::Channel::Whatsapp => "whatsapp",
+        crate::domain::delivery::Channel::Email => "email",
+        crate::domain::delivery::Channel::Webhook => "webhook",
     }
 }
 
@@ -75,8 +91,9 @@ impl DeliveryStore for EmbeddedStore {
                 Ok(conn
                     .prepare_cached(
                         "INSERT INTO records
-                            (id, version, provider_message_id, status, next_attempt_at, body, due_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                            (id, version, provider_message_id, status, next_attempt_at, body, due_at,
+                             owner, channel, contact, created_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                          ON CONFLICT (id) DO NOTHING",
                     )?
                     .execute(rusqlite::params![
@@ -86,7 +103,11 @@ impl DeliveryStore for EmbeddedStore {
                         row.status,
                         row.next_attempt_at,
                         row.body,
-                        row.due_at
+                        row.due_at,
+                        row.owner,
+                        row.channel,
+                        row.contact,
+                        row.created_at
                     ])?)
             })
             .await?;
@@ -142,7 +163,8 @@ impl DeliveryStore for EmbeddedStore {
                     .prepare_cached(
                         "UPDATE records
                          SET version = ?2, provider_message_id = ?3, status = ?4,
-                             next_attempt_at = ?5, body = ?6, due_at = ?8
+                             next_attempt_at = ?5, body = ?6, due_at = ?8, owner = ?9,
+                             channel = ?10, contact = ?11, created_at = ?12
                          WHERE id = ?1 AND version = ?7",
                     )?
                     .execute(rusqlite::params![
@@ -153,7 +175,11 @@ impl DeliveryStore for EmbeddedStore {
                         row.next_attempt_at,
                         row.body,
                         expected,
-                        row.due_at
+                        row.due_at,
+                        row.owner,
+                        row.channel,
+                        row.contact,
+                        row.created_at
                     ])?)
             })
             .await?;
@@ -207,6 +233,7 @@ impl DeliveryStore for EmbeddedStore {
         let expires_at = record.expires_at.as_millis();
         let payload = serde_json::to_string(&record.payload)
             .map_err(|e| StoreError::Unavailable(format!("inbound payload: {e}")))?;
+        let contact = record.contact.clone();
         let written = self
             .db
             .run(move |conn, now| {
@@ -214,12 +241,13 @@ impl DeliveryStore for EmbeddedStore {
                 Ok(conn
                     .prepare_cached(
                         "INSERT INTO inbound
-                            (kind, key, sub_key, received_at, expires_at, payload)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                            (kind, key, sub_key, received_at, expires_at, payload, contact)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?8)
                          ON CONFLICT (kind, key, sub_key) DO UPDATE
                          SET received_at = excluded.received_at,
                              expires_at = excluded.expires_at,
-                             payload = excluded.payload
+                             payload = excluded.payload,
+                             contact = excluded.contact
                          WHERE inbound.expires_at <= ?7",
                     )?
                     .execute(rusqlite::params![
@@ -229,7 +257,8 @@ impl DeliveryStore for EmbeddedStore {
                         received_at,
                         expires_at,
                         payload,
-                        now
+                        now,
+                        contact
                     ])?)
             })
             .await?;
@@ -247,44 +276,112 @@ impl DeliveryStore for EmbeddedStore {
             .db
             .run(move |conn, now| {
                 let mut stmt = conn.prepare_cached(
-                    "SELECT key, sub_key, received_at, expires_at, payload
+                    "SELECT key, sub_key, received_at, expires_at, payload, contact
                      FROM inbound
                      WHERE kind = ?1 AND key = ?2 AND expires_at > ?3
                      ORDER BY sub_key",
                 )?;
                 let rows = stmt
-                    .query_map(rusqlite::params![kind_str, key, now], |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, i64>(2)?,
-                            r.get::<_, i64>(3)?,
-                            r.get::<_, String>(4)?,
-                        ))
-                    })?
+                    .query_map(rusqlite::params![kind_str, key, now], kept_row)?
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(rows)
             })
             .await?;
         // The query matched `kind` exactly, so every row is of that kind.
-        rows.into_iter()
-            .map(|(key, sub_key, received_at, expires_at, payload)| {
-                let payload = serde_json::from_str(&payload).map_err(|e| {
-                    StoreError::Corrupt(format!(
-                        "inbound record {kind_str}/{key}/{sub_key}: {}",
-                        super::json_error(&e)
-                    ))
-                })?;
-                Ok(KeptRecord {
-                    kind,
-                    key,
-                    sub_key,
-                    received_at: Timestamp::from_millis(received_at),
-                    expires_at: Timestamp::from_millis(expires_at),
-                    payload,
-                })
+        rows.into_iter().map(|row| decode_kept(kind, row)).collect()
+    }
+
+    async fn list_messages(
+        &self,
+        owner: &str,
+        filter: &MessageFilter,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page<DeliveryRecord>, StoreError> {
+        let owner = owner.to_owned();
+        let status = filter.status.map(|s| s.as_str());
+        let channel = filter.channel.map(channel_name);
+        let since = filter.since.map(Timestamp::as_millis);
+        let (c_at, c_id) = cursor_parts(cursor);
+        let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let rows = self
+            .db
+            .run(move |conn, _| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, body FROM records
+                     WHERE owner = ?1 AND (?2 IS NULL OR status = ?2)
+                       AND (?3 IS NULL OR channel = ?3) AND (?4 IS NULL OR created_at >= ?4)
+                       AND (?5 IS NULL OR created_at < ?5 OR (created_at = ?5 AND id < ?6))
+                     ORDER BY created_at DESC, id DESC LIMIT ?7",
+                )?;
+                let rows = stmt
+                    .query_map(
+                        rusqlite::params![owner, status, channel, since, c_at, c_id, fetch],
+                        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+                    )?
+                    .collect::<Result<Vec<_>, _>>()?;
+                rows.iter()
+                    .map(|(id, body)| decode_record(id, body))
+                    .collect::<Result<Vec<_>, _>>()
             })
-            .collect()
+            .await?;
+        Ok(page(rows, limit, |r| Cursor {
+            at_ms: r.created_at.as_millis(),
+            id: r.id.as_str().to_owned(),
+        }))
+    }
+
+    async fn list_conversation(
+        &self,
+        wa_id: &str,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page<ConversationItem>, StoreError> {
+        let contact = wa_id.to_owned();
+        let (c_at, c_id) = cursor_parts(cursor);
+        let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let (out, inbound) = self
+            .db
+            .run(move |conn, now| {
+                let out = conn
+                    .prepare_cached(
+                        "SELECT id, body FROM records
+                         WHERE contact = ?1
+                           AND (?2 IS NULL OR created_at < ?2 OR (created_at = ?2 AND id < ?3))
+                         ORDER BY created_at DESC, id DESC LIMIT ?4",
+                    )?
+                    .query_map(rusqlite::params![contact, c_at, c_id, fetch], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                let inbound = conn
+                    .prepare_cached(
+                        "SELECT key, sub_key, received_at, expires_at, payload, contact FROM inbound
+                         WHERE contact = ?1 AND kind = 'message' AND expires_at > ?5
+                           AND (?2 IS NULL OR received_at < ?2 OR (received_at = ?2 AND key < ?3))
+                         ORDER BY received_at DESC, key DESC LIMIT ?4",
+                    )?
+                    .query_map(rusqlite::params![contact, c_at, c_id, fetch, now], kept_row)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                let out = out
+                    .iter()
+                    .map(|(id, body)| decode_record(id, body))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((out, inbound))
+            })
+            .await?;
+        let mut items: Vec<ConversationItem> = out
+            .into_iter()
+            .map(|r| ConversationItem::Outbound(Box::new(r)))
+            .collect();
+        for row in inbound {
+            items.push(ConversationItem::Inbound(decode_kept(
+                KeptKind::Message,
+                row,
+            )?));
+        }
+        items.sort_by_key(|i| std::cmp::Reverse(i.cursor()));
+        Ok(page(items, limit, ConversationItem::cursor))
     }
 
     async fn get_state(&self, kind: StateKind, key: &str) -> Result<Option<StateDoc>, StoreError> {
@@ -353,6 +450,55 @@ impl DeliveryStore for EmbeddedStore {
             ReplaceOutcome::Conflict
         })
     }
+}
+
+type KeptRow = (String, String, i64, i64, String, Option<String>);
+
+fn kept_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeptRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
+fn decode_kept(kind: KeptKind, row: KeptRow) -> Result<KeptRecord, StoreError> {
+    let (key, sub_key, received_at, expires_at, payload, contact) = row;
+    let payload = serde_json::from_str(&payload).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "inbound record {}/{key}/{sub_key}: {}",
+            kind.as_str(),
+            super::json_error(&e)
+        ))
+    })?;
+    Ok(KeptRecord {
+        kind,
+        key,
+        sub_key,
+        received_at: Timestamp::from_millis(received_at),
+        expires_at: Timestamp::from_millis(expires_at),
+        payload,
+        contact,
+    })
+}
+
+fn cursor_parts(cursor: Option<&Cursor>) -> (Option<i64>, Option<String>) {
+    (cursor.map(|c| c.at_ms), cursor.map(|c| c.id.clone()))
+}
+
+/// The first `limit` of `items` (fetched one more than asked), and a cursor if there are more.
+fn page<T>(mut items: Vec<T>, limit: usize, cursor_of: impl Fn(&T) -> Cursor) -> Page<T> {
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next = if more {
+        items.last().map(&cursor_of)
+    } else {
+        None
+    };
+    Page { items, next }
 }
 
 #[cfg(test)]
