@@ -251,9 +251,10 @@ async fn bad_idempotency_keys_and_methods_are_refused() {
         "Idempotency-Key"
     );
 
+    // The collection takes GET (the listing) and POST, nothing else.
     let res = app
         .http
-        .get(app.url("/v1/messages"))
+        .put(app.url("/v1/messages"))
         .bearer_auth(API_KEY)
         .send()
         .await
