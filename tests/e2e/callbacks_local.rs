@@ -482,7 +482,10 @@ async fn an_ordered_endpoint_gets_one_contacts_events_in_order() {
         fast_callbacks,
     )
     .await;
+    // The order is the order Carteiro learnt of them: the second is posted once the first has
+    // been published (its first attempt made), as two webhooks a moment apart would be.
     post_inbound(&app, "5511999990051", "primeira").await;
+    wait_for(&receiver, "/ordered", 1, |_| true).await;
     post_inbound(&app, "5511999990051", "segunda").await;
     wait_for(&receiver, "/ordered", 4, |_| true).await;
     wait_for(&receiver, "/unordered", 4, |_| true).await;

@@ -248,7 +248,7 @@ impl AppEvent {
             event_type: EventType::MessageStatus,
             timestamp: event.at,
             data,
-            conversation: contact_of(record),
+            conversation: record.conversation_contact(),
         })
     }
 
@@ -278,7 +278,7 @@ impl AppEvent {
             event_type,
             timestamp: now,
             data,
-            conversation: contact_of(record),
+            conversation: record.conversation_contact(),
         })
     }
 
@@ -338,10 +338,4 @@ fn metadata(record: &DeliveryRecord) -> Value {
         .get("metadata")
         .cloned()
         .unwrap_or(Value::Null)
-}
-
-/// The wa_id (digits) a WhatsApp record was sent to.
-fn contact_of(record: &DeliveryRecord) -> Option<String> {
-    (record.channel == Channel::Whatsapp)
-        .then(|| record.recipient.trim_start_matches('+').to_owned())
 }

@@ -138,10 +138,7 @@ pub enum ConversationItem {
 impl ConversationItem {
     pub fn cursor(&self) -> Cursor {
         match self {
-            Self::Outbound(r) => Cursor {
-                at_ms: r.created_at.as_millis(),
-                id: r.id.as_str().to_owned(),
-            },
+            Self::Outbound(r) => r.listing_cursor(),
             Self::Inbound(k) => Cursor {
                 at_ms: k.received_at.as_millis(),
                 id: k.key.clone(),
@@ -155,6 +152,35 @@ impl ConversationItem {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<Cursor>,
+}
+
+impl<T> Page<T> {
+    /// The first `limit` of `items` — fetched one beyond the limit, so that a next page is
+    /// known to exist — with the cursor of the last one kept when there is more.
+    pub fn from_overfetched(
+        mut items: Vec<T>,
+        limit: usize,
+        cursor_of: impl Fn(&T) -> Cursor,
+    ) -> Self {
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next = if more {
+            items.last().map(cursor_of)
+        } else {
+            None
+        };
+        Self { items, next }
+    }
+}
+
+impl DeliveryRecord {
+    /// The record's position in a key's listing.
+    pub fn listing_cursor(&self) -> Cursor {
+        Cursor {
+            at_ms: self.created_at.as_millis(),
+            id: self.id.as_str().to_owned(),
+        }
+    }
 }
 
 /// A record the sweeper should look at: its id and [`DeliveryRecord::sweep_due_at`].

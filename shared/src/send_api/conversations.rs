@@ -24,6 +24,16 @@ async fn contact(ctx: &SendApiContext, key: &str) -> Result<ContactState, ApiErr
         .map_err(store_unavailable)
 }
 
+fn parse_wa_id(wa_id: &str) -> Result<String, ApiError> {
+    wa_id_key(wa_id).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_wa_id",
+            "a wa_id is 5 to 20 digits, optionally after a +",
+        )
+        .with_field("wa_id")
+    })
+}
+
 /// `limit` and `cursor` of a listing request: at most 100 per page (default 50).
 pub(super) fn paging(req: &crate::http::ApiRequest) -> Result<(usize, Option<Cursor>), ApiError> {
     let limit = match http::query_param(req, "limit") {
@@ -58,13 +68,7 @@ pub async fn messages(
     wa_id: &str,
     owner: &str,
 ) -> Result<ApiResponse, ApiError> {
-    let key = wa_id_key(wa_id).ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_wa_id",
-            "a wa_id is 5 to 20 digits, optionally after a +",
-        )
-        .with_field("wa_id")
-    })?;
+    let key = parse_wa_id(wa_id)?;
     let (limit, cursor) = paging(req)?;
     let page = ctx
         .store
@@ -136,13 +140,7 @@ fn inbound_view(k: &crate::ports::store::KeptRecord) -> Option<Value> {
 
 /// `GET /v1/conversations/{wa_id}`.
 pub async fn show(ctx: &SendApiContext, wa_id: &str) -> Result<ApiResponse, ApiError> {
-    let key = wa_id_key(wa_id).ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_wa_id",
-            "a wa_id is 5 to 20 digits, optionally after a +",
-        )
-        .with_field("wa_id")
-    })?;
+    let key = parse_wa_id(wa_id)?;
     let c = contact(ctx, &key).await?;
     let now = ctx.clock.now();
     Ok(http::json_response(

@@ -484,59 +484,34 @@ impl DeliveryStore for DynamoStore {
         cursor: Option<&Cursor>,
         limit: usize,
     ) -> Result<Page<DeliveryRecord>, StoreError> {
-        let mut items = Vec::new();
-        let mut after = cursor.cloned();
-        'pages: while items.len() <= limit {
-            let keys = self
-                .index_page(
-                    schema::GSI_BY_OWNER,
-                    (schema::OWNER, schema::OWNER_AT),
-                    owner,
-                    after.as_ref(),
-                    limit + 1,
-                )
-                .await?;
-            if keys.is_empty() {
-                break;
-            }
-            for (pk, at) in keys {
-                after = Some(at.clone());
-                if filter.since.is_some_and(|s| at.at_ms < s.as_millis()) {
-                    break 'pages;
-                }
-                let Some(id) = pk
-                    .strip_prefix(schema::MESSAGE_PK_PREFIX)
-                    .and_then(|id| MessageId::parse(id).ok())
-                else {
-                    continue;
-                };
-                // The index is eventually consistent: the base item decides.
-                let Some(record) = self.get(&id).await? else {
-                    continue;
-                };
-                if record.api_key_id.as_deref() != Some(owner)
-                    || filter.status.is_some_and(|s| s != record.status)
-                    || filter.channel.is_some_and(|c| c != record.channel)
-                {
-                    continue;
-                }
-                items.push(record);
-                if items.len() > limit {
-                    break 'pages;
-                }
-            }
-        }
-        let more = items.len() > limit;
-        items.truncate(limit);
-        let next = if more {
-            items.last().map(|r| Cursor {
-                at_ms: r.created_at.as_millis(),
-                id: r.id.as_str().to_owned(),
-            })
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        let since = filter.since.map(Timestamp::as_millis);
+        let items = self
+            .collect_listing(
+                (schema::GSI_BY_OWNER, schema::OWNER, schema::OWNER_AT),
+                owner,
+                cursor,
+                limit,
+                move |at| since.is_some_and(|s| at.at_ms < s),
+                move |pk| async move {
+                    let Some(id) = pk
+                        .strip_prefix(schema::MESSAGE_PK_PREFIX)
+                        .and_then(|id| MessageId::parse(id).ok())
+                    else {
+                        return Ok(None);
+                    };
+                    Ok(self.get(&id).await?.filter(|r| {
+                        r.api_key_id.as_deref() == Some(owner)
+                            && filter.status.is_none_or(|s| s == r.status)
+                            && filter.channel.is_none_or(|c| c == r.channel)
+                    }))
+                },
+            )
+            .await?;
+        Ok(Page::from_overfetched(
+            items,
+            limit,
+            DeliveryRecord::listing_cursor,
+        ))
     }
 
     async fn list_conversation(
@@ -546,57 +521,40 @@ impl DeliveryStore for DynamoStore {
         limit: usize,
     ) -> Result<Page<ConversationItem>, StoreError> {
         let now = self.clock.now();
-        let mut items = Vec::new();
-        let mut after = cursor.cloned();
-        'pages: while items.len() <= limit {
-            let keys = self
-                .index_page(
-                    schema::GSI_BY_CONTACT,
-                    (schema::CONTACT, schema::CONTACT_AT),
-                    wa_id,
-                    after.as_ref(),
-                    limit + 1,
-                )
-                .await?;
-            if keys.is_empty() {
-                break;
-            }
-            for (pk, at) in keys {
-                after = Some(at);
-                let item = if let Some(id) = pk.strip_prefix(schema::MESSAGE_PK_PREFIX) {
-                    let Ok(id) = MessageId::parse(id) else {
-                        continue;
-                    };
-                    match self.get(&id).await? {
-                        Some(r) if r.conversation_contact().as_deref() == Some(wa_id) => {
-                            ConversationItem::Outbound(Box::new(r))
-                        }
-                        _ => continue,
+        let items = self
+            .collect_listing(
+                (schema::GSI_BY_CONTACT, schema::CONTACT, schema::CONTACT_AT),
+                wa_id,
+                cursor,
+                limit,
+                |_| false,
+                move |pk| async move {
+                    if let Some(id) = pk.strip_prefix(schema::MESSAGE_PK_PREFIX) {
+                        let Ok(id) = MessageId::parse(id) else {
+                            return Ok(None);
+                        };
+                        return Ok(self
+                            .get(&id)
+                            .await?
+                            .filter(|r| r.conversation_contact().as_deref() == Some(wa_id))
+                            .map(|r| ConversationItem::Outbound(Box::new(r))));
                     }
-                } else {
                     let Some(item) = self.get_item(pk, schema::EMPTY_SUB_KEY_SK).await? else {
-                        continue;
+                        return Ok(None);
                     };
                     let kept = inbound_from_item(item)?;
-                    if kept.expires_at <= now || kept.contact.as_deref() != Some(wa_id) {
-                        continue;
-                    }
-                    ConversationItem::Inbound(kept)
-                };
-                items.push(item);
-                if items.len() > limit {
-                    break 'pages;
-                }
-            }
-        }
-        let more = items.len() > limit;
-        items.truncate(limit);
-        let next = if more {
-            items.last().map(ConversationItem::cursor)
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+                    Ok(
+                        (kept.expires_at > now && kept.contact.as_deref() == Some(wa_id))
+                            .then_some(ConversationItem::Inbound(kept)),
+                    )
+                },
+            )
+            .await?;
+        Ok(Page::from_overfetched(
+            items,
+            limit,
+            ConversationItem::cursor,
+        ))
     }
 
     async fn get_state(&self, kind: StateKind, key: &str) -> Result<Option<StateDoc>, StoreError> {
@@ -673,6 +631,48 @@ impl DeliveryStore for DynamoStore {
 }
 
 impl DynamoStore {
+    /// Up to `limit + 1` items of a listing index after `cursor`, newest first: each index
+    /// entry's base item is loaded by `load` (which drops stale or filtered ones), until
+    /// `stop` says an entry is past the listing's end.
+    #[allow(clippy::too_many_arguments)]
+    async fn collect_listing<T, F>(
+        &self,
+        (index, hash, range): (&str, &str, &str),
+        value: &str,
+        cursor: Option<&Cursor>,
+        limit: usize,
+        stop: impl Fn(&Cursor) -> bool + Send,
+        mut load: impl FnMut(String) -> F + Send,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        T: Send,
+        F: Future<Output = Result<Option<T>, StoreError>> + Send,
+    {
+        let mut items = Vec::new();
+        let mut after = cursor.cloned();
+        while items.len() <= limit {
+            let keys = self
+                .index_page(index, (hash, range), value, after.as_ref(), limit + 1)
+                .await?;
+            if keys.is_empty() {
+                break;
+            }
+            for (pk, at) in keys {
+                if stop(&at) {
+                    return Ok(items);
+                }
+                after = Some(at);
+                if let Some(item) = load(pk).await? {
+                    items.push(item);
+                    if items.len() > limit {
+                        return Ok(items);
+                    }
+                }
+            }
+        }
+        Ok(items)
+    }
+
     /// One page of a listing index, newest first, strictly after `after`: each entry's `pk`
     /// and its position.
     async fn index_page(

@@ -325,10 +325,11 @@ impl DeliveryStore for EmbeddedStore {
                     .collect::<Result<Vec<_>, _>>()
             })
             .await?;
-        Ok(page(rows, limit, |r| Cursor {
-            at_ms: r.created_at.as_millis(),
-            id: r.id.as_str().to_owned(),
-        }))
+        Ok(Page::from_overfetched(
+            rows,
+            limit,
+            DeliveryRecord::listing_cursor,
+        ))
     }
 
     async fn list_conversation(
@@ -381,7 +382,11 @@ impl DeliveryStore for EmbeddedStore {
             )?));
         }
         items.sort_by_key(|i| std::cmp::Reverse(i.cursor()));
-        Ok(page(items, limit, ConversationItem::cursor))
+        Ok(Page::from_overfetched(
+            items,
+            limit,
+            ConversationItem::cursor,
+        ))
     }
 
     async fn get_state(&self, kind: StateKind, key: &str) -> Result<Option<StateDoc>, StoreError> {
@@ -487,18 +492,6 @@ fn decode_kept(kind: KeptKind, row: KeptRow) -> Result<KeptRecord, StoreError> {
 
 fn cursor_parts(cursor: Option<&Cursor>) -> (Option<i64>, Option<String>) {
     (cursor.map(|c| c.at_ms), cursor.map(|c| c.id.clone()))
-}
-
-/// The first `limit` of `items` (fetched one more than asked), and a cursor if there are more.
-fn page<T>(mut items: Vec<T>, limit: usize, cursor_of: impl Fn(&T) -> Cursor) -> Page<T> {
-    let more = items.len() > limit;
-    items.truncate(limit);
-    let next = if more {
-        items.last().map(&cursor_of)
-    } else {
-        None
-    };
-    Page { items, next }
 }
 
 #[cfg(test)]
