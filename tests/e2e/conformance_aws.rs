@@ -84,6 +84,7 @@ store_checks!(
     store_concurrent_state_updates_all_land,
     store_lists_a_keys_messages_newest_first,
     store_lists_a_conversation_in_both_directions,
+    store_endpoint_health_disables_after_failing_long_enough,
 );
 
 /// Every store check at once on one table, as deployed functions share one.
@@ -103,6 +104,7 @@ async fn store_checks_share_one_table_concurrently() {
         conformance::store_concurrent_state_updates_all_land(&store),
         conformance::store_lists_a_keys_messages_newest_first(&store),
         conformance::store_lists_a_conversation_in_both_directions(&store),
+        conformance::store_endpoint_health_disables_after_failing_long_enough(&store),
     );
 }
 

@@ -67,6 +67,7 @@ store_checks!(
     store_concurrent_state_updates_all_land,
     store_lists_a_keys_messages_newest_first,
     store_lists_a_conversation_in_both_directions,
+    store_endpoint_health_disables_after_failing_long_enough,
 );
 
 /// Every store check at once on one shared store, as the AWS suite shares one table.
@@ -86,6 +87,7 @@ async fn store_checks_share_one_store_concurrently() {
         conformance::store_concurrent_state_updates_all_land(&store),
         conformance::store_lists_a_keys_messages_newest_first(&store),
         conformance::store_lists_a_conversation_in_both_directions(&store),
+        conformance::store_endpoint_health_disables_after_failing_long_enough(&store),
     );
 }
 
@@ -121,6 +123,7 @@ async fn file_backed_db_passes_the_suite_and_keeps_everything_across_reopen() {
         conformance::store_concurrent_state_updates_all_land(&store),
         conformance::store_lists_a_keys_messages_newest_first(&store),
         conformance::store_lists_a_conversation_in_both_directions(&store),
+        conformance::store_endpoint_health_disables_after_failing_long_enough(&store),
         conformance::queue_batch_of_25_arrives_complete(&batch),
         conformance::queue_hides_a_received_message_until_its_visibility_timeout(&visibility),
         conformance::queue_stale_receipt_does_not_delete_redelivered_message(&stale),

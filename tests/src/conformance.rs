@@ -935,3 +935,61 @@ pub async fn store_lists_a_conversation_in_both_directions(store: &dyn DeliveryS
     assert_eq!(ids(&second), expected[3..]);
     assert_eq!(second.next, None);
 }
+
+/// An endpoint's health: failures alone do not disable it until it has failed for
+/// `disable_after` without a success; a success clears the failing clock; 410 disables at
+/// once; enabling clears everything.
+pub async fn store_endpoint_health_disables_after_failing_long_enough(store: &dyn DeliveryStore) {
+    use carteiro_shared::callbacks::endpoints::{
+        enable, endpoint_state, note_failure, note_success,
+    };
+    let id = format!("ep-{}", uuid::Uuid::now_v7().simple());
+    let window = Duration::from_secs(3_600);
+    let t = |s: i64| Timestamp::from_secs(1_700_000_000 + s);
+    assert_eq!(
+        note_failure(store, &id, false, window, t(0)).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        note_failure(store, &id, false, window, t(1_800))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        endpoint_state(store, &id).await.unwrap().failing_since,
+        Some(t(0))
+    );
+    // A success resets the clock: an hour after the first failure is not enough now.
+    note_success(store, &id, t(1_900)).await.unwrap();
+    assert_eq!(
+        note_failure(store, &id, false, window, t(2_000))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        note_failure(store, &id, false, window, t(3_700))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        note_failure(store, &id, false, window, t(5_600))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("failing")
+    );
+    let state = endpoint_state(store, &id).await.unwrap();
+    assert_eq!(state.disabled.map(|d| d.reason).as_deref(), Some("failing"));
+    assert!(enable(store, &id, t(6_000)).await.unwrap());
+    assert_eq!(endpoint_state(store, &id).await.unwrap().disabled, None);
+    assert_eq!(
+        note_failure(store, &id, true, window, t(6_100))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("gone")
+    );
+}

@@ -115,8 +115,8 @@ async fn dispatch_job(
         tracing::warn!("dispatch job for an unknown record dropped");
         return Ok(Dispatched::Skipped("unknown record"));
     };
-    if waits_for_previous(ctx, &current).await? {
-        enqueue(ctx.outbound.as_ref(), &job, ORDER_WAIT).await?;
+    if let Some(wait) = waits_for_previous(ctx, &current, now).await? {
+        enqueue(ctx.outbound.as_ref(), &job, wait).await?;
         return Ok(Dispatched::Deferred);
     }
     let claimed = update_from(ctx.store.as_ref(), current, |record| {
@@ -235,23 +235,34 @@ async fn publish_outcome(
     Ok(())
 }
 
-/// Whether the job's record must wait for an earlier delivery that is not finished yet (an
-/// ordered callback whose predecessor is still being sent). Not an attempt: nothing is
-/// written, the job comes back a moment later.
+/// How long the job's record must wait for an earlier delivery that is not finished yet (an
+/// ordered callback whose predecessor is still being sent): until the predecessor's next
+/// attempt, at least [`ORDER_WAIT`], at most the queue's delay limit. Not an attempt: nothing
+/// is written, the job comes back then.
 async fn waits_for_previous(
     ctx: &DispatchContext,
     record: &DeliveryRecord,
-) -> Result<bool, StoreError> {
+    now: Timestamp,
+) -> Result<Option<Duration>, StoreError> {
     let Some(previous) = &record.after else {
-        return Ok(false);
+        return Ok(None);
     };
     if record.status.is_terminal() {
-        return Ok(false);
+        return Ok(None);
     }
-    Ok(match ctx.store.get(previous).await? {
-        Some(p) => !p.status.is_terminal(),
-        None => false,
-    })
+    let Some(p) = ctx.store.get(previous).await? else {
+        return Ok(None);
+    };
+    if p.status.is_terminal() {
+        return Ok(None);
+    }
+    let until = p.next_attempt_at.unwrap_or(now);
+    let wait =
+        Duration::from_millis(u64::try_from(until.as_millis() - now.as_millis()).unwrap_or(0));
+    Ok(Some(wait.clamp(
+        ORDER_WAIT,
+        ctx.settings.queue_max_delay.max(ORDER_WAIT),
+    )))
 }
 
 /// For a record nobody is working on: turns an expired lease into a scheduled retry after the

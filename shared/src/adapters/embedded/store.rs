@@ -522,7 +522,7 @@ mod tests {
                 [&id],
             )?;
             conn.execute(
-                "INSERT INTO inbound VALUES ('message', 'k', '', 0, 9999999999999, '{\"a\":')",
+                "INSERT INTO inbound VALUES ('message', 'k', '', 0, 9999999999999, '{\"a\":', NULL)",
                 [],
             )?;
             Ok(())
