@@ -190,6 +190,7 @@ impl Application {
                 clock: clock.clone(),
                 templates: Arc::new(EmailTemplates::embedded()),
                 settings: settings.send_api.clone(),
+                limits: Some(Arc::new(db.limits())),
             },
             dispatch: DispatchContext {
                 store,

@@ -80,6 +80,19 @@ pub struct ApiKey {
     /// Names the key's owner; records created with the key belong to it.
     pub id: String,
     pub key: SecretString,
+    /// `POST /v1/messages` requests this key may make, shared by every instance; absent: no
+    /// limit.
+    #[serde(default)]
+    pub rate_limit: Option<ApiKeyRateLimit>,
+}
+
+/// `"rate_limit": {"per_second": 10, "burst": 20}` on an API key.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+pub struct ApiKeyRateLimit {
+    pub per_second: f64,
+    /// Requests allowed at once after a quiet spell; default: one second's worth (at least 1).
+    #[serde(default)]
+    pub burst: Option<f64>,
 }
 
 /// The `api_keys` document.

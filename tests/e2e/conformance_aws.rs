@@ -749,3 +749,19 @@ async fn aws_secrets_pick_up_a_rotation_once_the_ttl_passed() {
     // The expired entry is checked with DescribeSecret; AWSCURRENT moved, so it is re-read.
     assert_eq!(read().await, r#"{"keys":[{"id":"a","key":"k"}]}"#);
 }
+
+async fn dynamo_limits() -> carteiro_shared::adapters::aws::DynamoLimits {
+    let m = moto();
+    let table = m.create_table().await;
+    carteiro_shared::adapters::aws::DynamoLimits::new(m.dynamodb().await, table)
+}
+
+#[tokio::test]
+async fn aws_limits_documents_are_versioned_and_expire() {
+    conformance::limits_documents_are_versioned_and_expire(&dynamo_limits().await).await;
+}
+
+#[tokio::test]
+async fn aws_limits_a_shared_bucket_is_never_overdrawn() {
+    conformance::limits_a_shared_bucket_is_never_overdrawn(&dynamo_limits().await).await;
+}

@@ -582,3 +582,19 @@ async fn file_secrets_debug_shows_no_value() {
     let secret = inline.get(SecretName::Whatsapp, false).await.unwrap();
     assert!(!format!("{secret:?}").contains(SECRET));
 }
+
+#[tokio::test]
+async fn limits_documents_are_versioned_and_expire() {
+    conformance::limits_documents_are_versioned_and_expire(
+        &EmbeddedDb::in_memory().unwrap().limits(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn limits_a_shared_bucket_is_never_overdrawn() {
+    conformance::limits_a_shared_bucket_is_never_overdrawn(
+        &EmbeddedDb::in_memory().unwrap().limits(),
+    )
+    .await;
+}

@@ -514,6 +514,7 @@ async fn a_queue_outage_leaves_a_queued_record_and_the_idempotent_retry_queues_i
         clock: Arc::new(SystemClock),
         templates: Arc::new(carteiro_shared::providers::templates::EmailTemplates::embedded()),
         settings: Default::default(),
+        limits: None,
     };
     let post = || {
         http::Request::builder()

@@ -86,6 +86,7 @@ async fn n_unique_messages_in_n_unique_acceptances_out_despite_provider_faults()
         clock: Arc::new(SystemClock),
         templates: Arc::new(EmailTemplates::embedded()),
         settings: SendApiSettings::default(),
+        limits: None,
     };
     let dispatch = DispatchContext {
         store: store.clone(),

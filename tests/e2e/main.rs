@@ -18,5 +18,6 @@ mod send_aws;
 mod send_email_local;
 mod send_hostile;
 mod send_local;
+mod send_rate_limit;
 mod service_window;
 mod status_ordering;

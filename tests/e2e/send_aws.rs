@@ -72,6 +72,7 @@ pub async fn send_stack(graph: &MockServer) -> SendStack {
             clock: Arc::new(SystemClock),
             templates: Arc::new(EmailTemplates::embedded()),
             settings: SendApiSettings::default(),
+            limits: None,
         },
         dispatch: DispatchContext {
             store: Arc::new(store.clone()),

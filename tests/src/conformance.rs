@@ -993,3 +993,100 @@ pub async fn store_endpoint_health_disables_after_failing_long_enough(store: &dy
         Some("gone")
     );
 }
+
+// ---- The limits port ---------------------------------------------------------------------------
+
+/// Limit documents: created only when absent (or expired), replaced only over the version read.
+pub async fn limits_documents_are_versioned_and_expire(
+    limits: &dyn carteiro_shared::ports::limits::LimitStore,
+) {
+    use carteiro_shared::ports::limits::LimitDoc;
+    let key = format!("test:{}", uuid::Uuid::now_v7().simple());
+    let later = Timestamp::now().plus(Duration::from_secs(600));
+    assert_eq!(limits.get_limit(&key).await.unwrap(), None);
+    let first = LimitDoc {
+        key: key.clone(),
+        version: 1,
+        body: json!({"tokens": 3.5}),
+        expires_at: later,
+    };
+    assert_eq!(
+        limits.put_limit(&first, 0).await.unwrap(),
+        ReplaceOutcome::Replaced
+    );
+    assert_eq!(
+        limits.put_limit(&first, 0).await.unwrap(),
+        ReplaceOutcome::Conflict
+    );
+    assert_eq!(limits.get_limit(&key).await.unwrap(), Some(first.clone()));
+    let second = LimitDoc {
+        version: 2,
+        body: json!({"tokens": 2.5}),
+        ..first.clone()
+    };
+    assert_eq!(
+        limits.put_limit(&second, 2).await.unwrap(),
+        ReplaceOutcome::Conflict
+    );
+    assert_eq!(
+        limits.put_limit(&second, 1).await.unwrap(),
+        ReplaceOutcome::Replaced
+    );
+    assert_eq!(limits.get_limit(&key).await.unwrap(), Some(second));
+    // Expired: gone for reads, and as good as absent for a first write.
+    let gone = LimitDoc {
+        version: 3,
+        expires_at: Timestamp::from_millis(Timestamp::now().as_millis() - 1_000),
+        ..first.clone()
+    };
+    assert_eq!(
+        limits.put_limit(&gone, 2).await.unwrap(),
+        ReplaceOutcome::Replaced
+    );
+    assert_eq!(limits.get_limit(&key).await.unwrap(), None);
+    let fresh = LimitDoc {
+        version: 1,
+        ..first
+    };
+    assert_eq!(
+        limits.put_limit(&fresh, 0).await.unwrap(),
+        ReplaceOutcome::Replaced
+    );
+}
+
+/// A bucket taken from concurrently is never overdrawn, and refills at its rate.
+pub async fn limits_a_shared_bucket_is_never_overdrawn(
+    limits: &dyn carteiro_shared::ports::limits::LimitStore,
+) {
+    use carteiro_shared::resilience::rate::{Decision, Rate, take};
+    let key = format!("bucket:{}", uuid::Uuid::now_v7().simple());
+    let rate = Rate::new(5.0, 10.0);
+    let now = Timestamp::now();
+    let takes = (0..24).map(|_| take(limits, &key, rate, 1.0, now));
+    let decisions: Vec<Decision> = futures::future::join_all(takes)
+        .await
+        .into_iter()
+        .filter_map(|d| d.ok()) // a take that lost every race gives up; it took nothing
+        .collect();
+    let allowed = decisions
+        .iter()
+        .filter(|d| matches!(d, Decision::Allowed { .. }))
+        .count();
+    assert_eq!(allowed, 10, "{decisions:?}");
+    let limited = take(limits, &key, rate, 1.0, now).await.unwrap();
+    let Decision::Limited { retry_after, .. } = limited else {
+        panic!("{limited:?}")
+    };
+    assert_eq!(retry_after, Duration::from_millis(200));
+    let mut after_a_second = 0;
+    for _ in 0..8 {
+        if let Decision::Allowed { .. } =
+            take(limits, &key, rate, 1.0, now.plus(Duration::from_secs(1)))
+                .await
+                .unwrap()
+        {
+            after_a_second += 1;
+        }
+    }
+    assert_eq!(after_a_second, 5);
+}

@@ -1,6 +1,8 @@
 //! The send-api Lambda: API Gateway (HTTP API, payload v2) → [`carteiro_shared::send_api`].
 
-use carteiro_shared::adapters::aws::{DynamoStore, SecretIds, SecretsManagerSource, SqsQueue};
+use carteiro_shared::adapters::aws::{
+    DynamoLimits, DynamoStore, SecretIds, SecretsManagerSource, SqsQueue,
+};
 use carteiro_shared::config::{ConfigError, Env};
 use carteiro_shared::lambda::serve_http;
 use carteiro_shared::ports::SystemClock;
@@ -29,6 +31,7 @@ pub async fn context_from_env(env: Env<'_>) -> Result<SendApiContext, ConfigErro
         clock: Arc::new(SystemClock),
         templates: Arc::new(EmailTemplates::embedded()),
         settings: SendApiSettings::from_env(env)?,
+        limits: Some(Arc::new(DynamoLimits::from_env(&sdk, env)?)),
     })
 }
 

@@ -3,6 +3,7 @@
 //! behaviour.
 
 pub mod clock;
+pub mod limits;
 pub mod provider;
 pub mod queue;
 pub mod secrets;

@@ -1,6 +1,7 @@
-//! Resilience policies as data: the retry policy now; rate limits and circuit breakers (kept
-//! in the delivery store so every Lambda instance sees the same state) join it later.
+//! Resilience policies as data: the retry policy, and token-bucket rate limits whose state
+//! lives behind the limits port so every Lambda instance takes from the same bucket.
 
+pub mod rate;
 pub mod retry;
 
 pub use retry::RetryPolicy;

@@ -15,6 +15,7 @@ use crate::domain::payload::DeliveryPayload;
 use crate::domain::time::Timestamp;
 use crate::http::{self, ApiError, ApiRequest, ApiResponse};
 use crate::ports::clock::Clock;
+use crate::ports::limits::LimitStore;
 use crate::ports::queue::Queue;
 use crate::ports::store::{
     CreateOutcome, DeliveryStore, InsertOutcome, KeptKind, KeptRecord, MessageFilter,
@@ -32,6 +33,7 @@ use subtle::ConstantTimeEq;
 
 pub mod conversations;
 pub mod events;
+mod rate_limit;
 
 /// The collection route.
 pub const MESSAGES_PATH: &str = "/v1/messages";
@@ -61,6 +63,8 @@ pub struct SendApiContext {
     pub clock: Arc<dyn Clock>,
     pub templates: Arc<EmailTemplates>,
     pub settings: SendApiSettings,
+    /// Where API keys' rate limits are counted; `None` counts nothing.
+    pub limits: Option<Arc<dyn LimitStore>>,
 }
 
 /// Longest `Idempotency-Key` accepted.
@@ -161,8 +165,16 @@ async fn route(ctx: &SendApiContext, req: ApiRequest) -> Result<ApiResponse, Api
         if req.method() != Method::POST {
             return Err(ApiError::method_not_allowed("GET, POST"));
         }
-        let owner = authenticate(ctx, req.headers()).await?;
-        return accept(ctx, &req, &owner).await;
+        let key = authenticated_key(ctx, req.headers()).await?;
+        let limit = match rate_limit::check(ctx, &key).await {
+            Ok(limit) => limit,
+            Err(too_many) => return Ok(too_many),
+        };
+        let answer = accept(ctx, &req, &key.id).await;
+        return Ok(rate_limit::annotate(
+            answer.unwrap_or_else(ApiError::into_response),
+            limit,
+        ));
     }
     let rest = path
         .strip_prefix(MESSAGES_PATH)
@@ -261,6 +273,14 @@ async fn operate(
 
 /// The id of the API key the request carries, or 401.
 async fn authenticate(ctx: &SendApiContext, headers: &HeaderMap) -> Result<String, ApiError> {
+    authenticated_key(ctx, headers).await.map(|k| k.id)
+}
+
+/// The API key the request carries, or 401.
+async fn authenticated_key(
+    ctx: &SendApiContext,
+    headers: &HeaderMap,
+) -> Result<crate::secrets::ApiKey, ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .ok_or_else(|| {
@@ -290,7 +310,7 @@ async fn authenticate(ctx: &SendApiContext, headers: &HeaderMap) -> Result<Strin
         let expected = key.key.expose_secret().as_bytes();
         let matches = !expected.is_empty() && bool::from(expected.ct_eq(presented.as_bytes()));
         if matches && owner.is_none() {
-            owner = Some(key.id.clone());
+            owner = Some(key.clone());
         }
     }
     owner.ok_or_else(|| ApiError::unauthorized("invalid_api_key", "the API key is not valid"))

@@ -10,10 +10,12 @@
 //! harness that creates tables on moto must use the same names.
 
 pub mod dynamodb;
+pub mod limits;
 pub mod secrets;
 pub mod sqs;
 
 pub use dynamodb::DynamoStore;
+pub use limits::DynamoLimits;
 pub use secrets::{SecretIds, SecretsManagerSource};
 pub use sqs::SqsQueue;
 

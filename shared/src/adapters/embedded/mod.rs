@@ -16,9 +16,11 @@
 //! The schema is versioned with `PRAGMA user_version` and migrated on open; a database written
 //! by a newer build is refused rather than misread.
 
+mod limits;
 mod queue;
 mod store;
 
+pub use limits::EmbeddedLimits;
 pub use queue::{EmbeddedQueue, QueueCounts, QueueSignal};
 pub use store::EmbeddedStore;
 
@@ -112,6 +114,15 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE inbound ADD COLUMN contact TEXT;
     UPDATE inbound SET contact = json_extract(payload, '$.message.from') WHERE kind = 'message';
     CREATE INDEX inbound_contact ON inbound (contact, received_at, key) WHERE contact IS NOT NULL;
+    ",
+    // 5: the limits port's documents (token buckets).
+    "
+    CREATE TABLE limits (
+        key        TEXT    PRIMARY KEY,
+        version    INTEGER NOT NULL,
+        body       TEXT    NOT NULL,               -- JSON
+        expires_at INTEGER NOT NULL                -- ms since the epoch
+    );
     ",
 ];
 
@@ -217,6 +228,11 @@ impl EmbeddedDb {
     /// The delivery store.
     pub fn store(&self) -> EmbeddedStore {
         EmbeddedStore::new(self.clone())
+    }
+
+    /// The limits port.
+    pub fn limits(&self) -> EmbeddedLimits {
+        EmbeddedLimits::new(self.clone())
     }
 
     /// Deletes inbound records whose `expires_at` has passed (reads skip them anyway; this
