@@ -199,6 +199,7 @@ impl Application {
                 clock,
                 settings: settings.dispatch.clone(),
                 events: Some(events),
+                limits: Some(Arc::new(db.limits())),
             },
             whatsapp_sandbox,
             email_sandbox,

@@ -490,7 +490,9 @@ impl Drop for Gateway {
 
 fn send_body(n: usize) -> Value {
     if n < WHATSAPP_MESSAGES {
-        json!({"channel": "whatsapp", "to": "+5511999990001", "text": {"body": format!("crash test {n}")}})
+        // One recipient per message: Meta's pair rule (which dispatch paces) is not under test.
+        let to = format!("+55119{:08}", 90_000_000 + n);
+        json!({"channel": "whatsapp", "to": to, "text": {"body": format!("crash test {n}")}})
     } else {
         json!({"channel": "email", "to": ["ana@example.com"], "subject": subject(n), "text": "Olá"})
     }

@@ -118,6 +118,7 @@ async fn fixture() -> Option<Fixture> {
             ..DispatchSettings::default()
         },
         events: None,
+        limits: None,
     };
     Some(Fixture {
         ctx,

@@ -72,6 +72,7 @@ async fn fixture(concurrency: usize) -> Option<Fixture> {
             ..DispatchSettings::default()
         },
         events: None,
+        limits: None,
     };
     Some(Fixture { ctx, _graph: graph })
 }

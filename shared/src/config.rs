@@ -131,6 +131,13 @@ pub struct DispatchSettings {
     /// The retry policy of callbacks to the app (`CARTEIRO_CALLBACK_RETRY_SCHEDULE`, default
     /// Standard Webhooks' ten attempts over about three days; `CARTEIRO_CALLBACK_MAX_AGE`).
     pub callback_retry: RetryPolicy,
+    /// Messages a second the WhatsApp number may send, shared by every instance
+    /// (`CARTEIRO_WHATSAPP_MPS`, default 80, Meta's default; up to 1,000 after an upgrade).
+    pub whatsapp_mps: f64,
+    /// Meta's pair rule: one message every 6 s to one user, bursts of 45 borrowing ahead.
+    pub pair_rate: crate::resilience::rate::Rate,
+    /// How long a 130429 (the number went too fast) stops the number's bucket (fixed: 1 s).
+    pub throttle_pause: Duration,
 }
 
 impl Default for DispatchSettings {
@@ -141,9 +148,18 @@ impl Default for DispatchSettings {
             queue_max_delay: crate::ports::queue::MAX_DELAY,
             retry: RetryPolicy::default(),
             callback_retry: default_callback_retry(),
+            whatsapp_mps: 80.0,
+            pair_rate: PAIR_RATE,
+            throttle_pause: Duration::from_secs(1),
         }
     }
 }
+
+/// Meta's pair rule as a bucket: rate 1/6 a second, burst 45.
+pub const PAIR_RATE: crate::resilience::rate::Rate = crate::resilience::rate::Rate {
+    per_second: 1.0 / 6.0,
+    burst: 45.0,
+};
 
 /// The default `CARTEIRO_CALLBACK_RETRY_SCHEDULE`: the Standard Webhooks example schedule.
 pub const DEFAULT_CALLBACK_SCHEDULE: &str = "0s,5s,5m,30m,2h,5h,10h,14h,20h,24h";
@@ -205,6 +221,8 @@ impl DispatchSettings {
             queue_max_delay,
             retry: retry_policy_from_env(env)?,
             callback_retry: callback_retry_from_env(env)?,
+            whatsapp_mps: env.number_in("CARTEIRO_WHATSAPP_MPS", 80, 1, 1_000)? as f64,
+            ..Self::default()
         })
     }
 

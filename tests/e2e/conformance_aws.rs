@@ -765,3 +765,9 @@ async fn aws_limits_documents_are_versioned_and_expire() {
 async fn aws_limits_a_shared_bucket_is_never_overdrawn() {
     conformance::limits_a_shared_bucket_is_never_overdrawn(&dynamo_limits().await).await;
 }
+
+#[tokio::test]
+async fn aws_limits_a_paused_bucket_gives_nothing_until_the_pause_ends() {
+    conformance::limits_a_paused_bucket_gives_nothing_until_the_pause_ends(&dynamo_limits().await)
+        .await;
+}

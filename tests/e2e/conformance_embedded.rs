@@ -598,3 +598,11 @@ async fn limits_a_shared_bucket_is_never_overdrawn() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn limits_a_paused_bucket_gives_nothing_until_the_pause_ends() {
+    conformance::limits_a_paused_bucket_gives_nothing_until_the_pause_ends(
+        &EmbeddedDb::in_memory().unwrap().limits(),
+    )
+    .await;
+}

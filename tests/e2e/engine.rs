@@ -146,6 +146,7 @@ fn dispatch_ctx(
         clock: Arc::new(SystemClock),
         settings: settings(unknown_wait),
         events: None,
+        limits: None,
     }
 }
 

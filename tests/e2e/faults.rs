@@ -151,6 +151,7 @@ fn dispatch_ctx(store: Arc<dyn DeliveryStore>, outbound: Arc<dyn Queue>) -> Disp
         clock: Arc::new(SystemClock),
         settings: Default::default(),
         events: None,
+        limits: None,
     }
 }
 

@@ -110,6 +110,7 @@ async fn n_unique_messages_in_n_unique_acceptances_out_despite_provider_faults()
             ..DispatchSettings::default()
         },
         events: None,
+        limits: None,
     };
 
     let mut ids = Vec::new();

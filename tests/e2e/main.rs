@@ -17,6 +17,7 @@ mod operator;
 mod send_aws;
 mod send_email_local;
 mod send_hostile;
+mod send_limits;
 mod send_local;
 mod send_rate_limit;
 mod service_window;

@@ -87,6 +87,7 @@ pub async fn send_stack(graph: &MockServer) -> SendStack {
             clock: Arc::new(SystemClock),
             settings: DispatchSettings::default(),
             events: None,
+            limits: None,
         },
         outbound,
         store,

@@ -1090,3 +1090,29 @@ pub async fn limits_a_shared_bucket_is_never_overdrawn(
     }
     assert_eq!(after_a_second, 5);
 }
+
+/// A paused bucket (the provider said 130429) gives nothing until the pause is over.
+pub async fn limits_a_paused_bucket_gives_nothing_until_the_pause_ends(
+    limits: &dyn carteiro_shared::ports::limits::LimitStore,
+) {
+    use carteiro_shared::resilience::rate::{Decision, Rate, pause, take};
+    let key = format!("paused:{}", uuid::Uuid::now_v7().simple());
+    let rate = Rate::new(10.0, 2.0);
+    let now = Timestamp::now();
+    assert!(matches!(
+        take(limits, &key, rate, 1.0, now).await.unwrap(),
+        Decision::Allowed { .. }
+    ));
+    pause(limits, &key, rate, Duration::from_secs(1), now)
+        .await
+        .unwrap();
+    let at = |ms: u64| now.plus(Duration::from_millis(ms));
+    assert!(matches!(
+        take(limits, &key, rate, 1.0, at(500)).await.unwrap(),
+        Decision::Limited { .. }
+    ));
+    assert!(matches!(
+        take(limits, &key, rate, 1.0, at(1_150)).await.unwrap(),
+        Decision::Allowed { .. }
+    ));
+}

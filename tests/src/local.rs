@@ -73,7 +73,19 @@ impl TestApp {
         id: &str,
         done: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        for _ in 0..250 {
+        self.message_when_within(id, std::time::Duration::from_secs(5), done)
+            .await
+    }
+
+    /// Polls a message until `done` holds, for at most `limit`.
+    pub async fn message_when_within(
+        &self,
+        id: &str,
+        limit: std::time::Duration,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let rounds = limit.as_millis() / 20;
+        for _ in 0..rounds {
             let (status, body) = self.message(id).await;
             if status == 200 && done(&body) {
                 return body;

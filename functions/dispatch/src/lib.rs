@@ -2,7 +2,9 @@
 //! partial batch failures (infrastructure faults only; provider failures become state).
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use carteiro_shared::adapters::aws::{DynamoStore, SecretIds, SecretsManagerSource, SqsQueue};
+use carteiro_shared::adapters::aws::{
+    DynamoLimits, DynamoStore, SecretIds, SecretsManagerSource, SqsQueue,
+};
 use carteiro_shared::callbacks::EventPublisher;
 use carteiro_shared::config::{CallbackSettings, GraphSettings, SmtpSettings};
 use carteiro_shared::config::{ConfigError, Env};
@@ -69,6 +71,7 @@ pub async fn context_from_env(env: Env<'_>) -> Result<DispatchContext, ConfigErr
         clock,
         settings: DispatchSettings::from_env(env)?,
         events: Some(events),
+        limits: Some(Arc::new(DynamoLimits::from_env(&sdk, env)?)),
     })
 }
 

@@ -23,11 +23,13 @@ use crate::domain::outcome::{FailureClass, SendFailure, SendOutcome};
 use crate::domain::time::Timestamp;
 use crate::inbound::reconcile_orphans;
 use crate::ports::clock::Clock;
+use crate::ports::limits::LimitStore;
 use crate::ports::provider::Providers;
 use crate::ports::queue::{OutgoingMessage, Queue, QueueError};
 use crate::ports::store::{DeliveryStore, StoreError};
 use crate::ports::update::{Change, UpdateError, update_from};
 use crate::resilience::RetryPolicy;
+use crate::resilience::rate::{self as rate, Decision};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -43,6 +45,8 @@ pub struct DispatchContext {
     /// Where `message.failed` / `message.dead` and reconciled statuses are published; `None`
     /// publishes nothing.
     pub events: Option<EventPublisher>,
+    /// Where the send rate limits are counted; `None` sends as fast as the queue allows.
+    pub limits: Option<Arc<dyn LimitStore>>,
 }
 
 /// How long a delivery waiting for the one before it (an ordered callback) waits between looks.
@@ -116,6 +120,19 @@ async fn dispatch_job(
         return Ok(Dispatched::Skipped("unknown record"));
     };
     if let Some(wait) = waits_for_previous(ctx, &current, now).await? {
+        enqueue(ctx.outbound.as_ref(), &job, wait).await?;
+        return Ok(Dispatched::Deferred);
+    }
+    // A short wait for a token is spent here (the queue's delays are whole seconds, which
+    // would cost far more than a 12 ms gap at 80 messages/s); a long one goes back on the queue.
+    let mut waited = 0;
+    while let Some((limit, wait)) = over_limit(ctx, &current, &job, ctx.clock.now()).await {
+        if wait <= MAX_INLINE_WAIT && waited < MAX_INLINE_WAITS {
+            waited += 1;
+            tokio::time::sleep(wait).await;
+            continue;
+        }
+        note_deferral(ctx, &current, limit, ctx.clock.now(), wait).await?;
         enqueue(ctx.outbound.as_ref(), &job, wait).await?;
         return Ok(Dispatched::Deferred);
     }
@@ -194,6 +211,22 @@ async fn dispatch_job(
     })
     .await?;
     let record = finished.record;
+    // The number went too fast (130429): stop its bucket for a moment, for every instance.
+    if attempt.outcome == FailureClass::Throttled.as_str()
+        && record.channel == crate::domain::delivery::Channel::Whatsapp
+        && let Some(limits) = &ctx.limits
+    {
+        let paused = rate::pause(
+            limits.as_ref(),
+            SENDER_BUCKET,
+            rate::per_second_ceiling(ctx.settings.whatsapp_mps),
+            ctx.settings.throttle_pause,
+            ctx.clock.now(),
+        );
+        if let Err(e) = paused.await {
+            tracing::warn!(error = %e, "the sender's bucket could not be paused");
+        }
+    }
     match &result {
         AttemptResult::Retry { at, .. } => enqueue_when_due(ctx, &job, *at).await?,
         AttemptResult::Accepted {
@@ -220,6 +253,92 @@ async fn dispatch_job(
     }
     tracing::info!(status = record.status.as_str(), outcome = %attempt.outcome, latency_ms, "dispatch attempt finished");
     Ok(Dispatched::Attempted(result))
+}
+
+/// The longest wait for a token a worker sleeps through rather than re-queueing the job.
+const MAX_INLINE_WAIT: Duration = Duration::from_secs(1);
+/// How many such sleeps one job may take before it goes back on the queue.
+const MAX_INLINE_WAITS: u32 = 3;
+
+/// The bucket of the WhatsApp number's throughput (Carteiro sends from the one number of the
+/// `whatsapp` secret).
+const SENDER_BUCKET: &str = "whatsapp:sender";
+
+/// Whether a due attempt must wait for a rate limit: the limit reached and for how long. Only
+/// a record this job would claim now takes tokens; a store that cannot be reached lets the
+/// attempt through (logged), as the provider's own limits still apply.
+async fn over_limit(
+    ctx: &DispatchContext,
+    record: &DeliveryRecord,
+    job: &DispatchJob,
+    now: Timestamp,
+) -> Option<(&'static str, Duration)> {
+    let limits = ctx.limits.as_ref()?;
+    let due = match record.status {
+        DeliveryStatus::Queued => record.next_attempt_at.is_none_or(|at| at <= now),
+        DeliveryStatus::RetryScheduled => {
+            job.due_at == record.next_attempt_at
+                && record.next_attempt_at.is_some_and(|at| at <= now)
+        }
+        _ => false,
+    };
+    if !due || record.lease_expires_at.is_some() {
+        return None;
+    }
+    let to = record.payload.as_ref()?.whatsapp_recipient()?;
+    let buckets = [
+        (
+            "whatsapp_throughput",
+            SENDER_BUCKET.to_owned(),
+            rate::per_second_ceiling(ctx.settings.whatsapp_mps),
+        ),
+        (
+            "whatsapp_pair",
+            format!("whatsapp:pair:{to}"),
+            ctx.settings.pair_rate,
+        ),
+    ];
+    for (limit, key, shape) in buckets {
+        match rate::take(limits.as_ref(), &key, shape, 1.0, now).await {
+            Ok(Decision::Allowed { .. }) => {}
+            Ok(Decision::Limited { retry_after, .. }) => return Some((limit, retry_after)),
+            Err(e) => {
+                tracing::warn!(error = %e, limit, "rate limit not counted: the limits store is unavailable");
+            }
+        }
+    }
+    None
+}
+
+/// Notes on the record that a due attempt was put off (no attempt, nothing of the budget).
+async fn note_deferral(
+    ctx: &DispatchContext,
+    record: &DeliveryRecord,
+    limit: &'static str,
+    now: Timestamp,
+    wait: Duration,
+) -> Result<(), UpdateError> {
+    let until = now.plus(wait);
+    update_from(ctx.store.as_ref(), record.clone(), |r| {
+        if r.status.is_terminal() || r.status == DeliveryStatus::Sending {
+            return Change::Keep(());
+        }
+        r.deferrals = r.deferrals.saturating_add(1);
+        r.last_deferral = Some(crate::domain::delivery::Deferral {
+            at: now,
+            limit: limit.to_owned(),
+            until,
+        });
+        r.updated_at = now;
+        Change::Write(())
+    })
+    .await?;
+    tracing::debug!(
+        limit,
+        wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+        "attempt deferred by a rate limit"
+    );
+    Ok(())
 }
 
 /// Publishes `message.failed` or `message.dead` for a record that ended so.

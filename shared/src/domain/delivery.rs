@@ -171,6 +171,16 @@ pub struct Attempt {
     pub settled: Option<String>,
 }
 
+/// A due attempt put off by a rate limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deferral {
+    pub at: Timestamp,
+    /// The limit reached: `whatsapp_throughput`, `whatsapp_pair`.
+    pub limit: String,
+    /// When the job comes back.
+    pub until: Timestamp,
+}
+
 /// The outcome name of an attempt whose result nobody knows.
 pub const UNKNOWN_OUTCOME: &str = "unknown";
 
@@ -315,6 +325,12 @@ pub struct DeliveryRecord {
     /// Idempotency-Key queues it, and so does the sweeper.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub job_not_queued: bool,
+    /// Times a due attempt was put off because a rate limit was reached (not attempts: they
+    /// spend nothing of the retry budget).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deferrals: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_deferral: Option<Deferral>,
     /// Not to be attempted before this delivery has finished (sent, failed or given up): the
     /// previous event of the same contact to an `ordered` callback endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -356,6 +372,8 @@ impl DeliveryRecord {
             budget_started_at: None,
             correlation_id: None,
             job_not_queued: false,
+            deferrals: 0,
+            last_deferral: None,
             after: None,
         }
     }

@@ -41,6 +41,14 @@ impl DeliveryPayload {
         }
     }
 
+    /// The WhatsApp recipient (`to`, digits) of a Graph payload.
+    pub fn whatsapp_recipient(&self) -> Option<&str> {
+        match self {
+            Self::WhatsappGraphV1 { body } => body.get("to").and_then(Value::as_str),
+            _ => None,
+        }
+    }
+
     pub const fn channel(&self) -> Channel {
         match self {
             Self::WhatsappGraphV1 { .. } => Channel::Whatsapp,

@@ -143,3 +143,76 @@ pub async fn take(
     .await?;
     Ok(updated.value)
 }
+
+/// Empties the bucket `key` and pushes it `pause` into debt: nothing is taken from it for that
+/// long (the provider said the sender went too fast, e.g. Meta's 130429).
+pub async fn pause(
+    store: &dyn LimitStore,
+    key: &str,
+    rate: Rate,
+    pause: Duration,
+    now: Timestamp,
+) -> Result<(), UpdateError> {
+    let current = store.get_limit(key).await?.unwrap_or(LimitDoc {
+        key: key.to_owned(),
+        version: 0,
+        body: serde_json::Value::Null,
+        expires_at: now,
+    });
+    update_versioned(&Limits(store), current, |doc| {
+        let debt = Bucket {
+            tokens: -(pause.as_secs_f64() * rate.per_second),
+            at_ms: now.as_millis(),
+        };
+        doc.body = serde_json::to_value(debt).unwrap_or(serde_json::Value::Null);
+        doc.expires_at = now.plus(rate.time_for(rate.burst - debt.tokens) + Duration::from_secs(1));
+        Change::Write(())
+    })
+    .await?;
+    Ok(())
+}
+
+/// The bucket that holds a sender to `per_second` in every sliding second: a bucket of rate r
+/// and burst b lets b + r through in any one second, so both are taken from the limit (2 % of
+/// it, at least one token, as the burst). At 80/s: rate 78, burst 2.
+pub fn per_second_ceiling(per_second: f64) -> Rate {
+    let burst = (per_second * 0.02).round().max(1.0);
+    Rate::new((per_second - burst).max(per_second * 0.5), burst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ceiling_bucket_never_lets_more_than_the_limit_through_in_a_second() {
+        // At most floor(burst + rate) events fit in any closed one-second window.
+        for limit in [1.0, 5.0, 80.0, 1_000.0] {
+            let r = per_second_ceiling(limit);
+            assert!((r.burst + r.per_second).floor() <= limit, "{limit}: {r:?}");
+            assert!(r.per_second >= limit * 0.5);
+        }
+        let r = per_second_ceiling(80.0);
+        assert_eq!((r.per_second, r.burst), (78.0, 2.0));
+        let r = per_second_ceiling(1_000.0);
+        assert_eq!((r.per_second, r.burst), (980.0, 20.0));
+    }
+
+    #[test]
+    fn a_bucket_refills_at_its_rate_up_to_its_burst() {
+        let rate = Rate::new(2.0, 3.0);
+        let empty = Bucket {
+            tokens: 0.0,
+            at_ms: 0,
+        };
+        assert_eq!(
+            empty.refilled(rate, Timestamp::from_millis(500)).tokens,
+            1.0
+        );
+        assert_eq!(
+            empty.refilled(rate, Timestamp::from_millis(10_000)).tokens,
+            3.0
+        );
+        assert_eq!(rate.time_for(3.0), Duration::from_millis(1_500));
+    }
+}

@@ -646,6 +646,15 @@ struct MessageView<'a> {
     events: &'a [ProviderEvent],
     last_error: Option<&'a DeliveryError>,
     metadata: Option<&'a Value>,
+    /// Due attempts put off by a rate limit (not attempts).
+    #[serde(skip_serializing_if = "is_zero")]
+    deferrals: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_deferral: Option<&'a crate::domain::delivery::Deferral>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 async fn show(ctx: &SendApiContext, id: &str, owner: &str) -> Result<ApiResponse, ApiError> {
@@ -677,6 +686,8 @@ fn view(status: StatusCode, record: &DeliveryRecord) -> ApiResponse {
         events: &record.events,
         last_error: record.last_error.as_ref(),
         metadata: record.request.get("metadata").filter(|m| !m.is_null()),
+        deferrals: record.deferrals,
+        last_deferral: record.last_deferral.as_ref(),
     };
     http::json_response(status, &view)
 }
