@@ -138,6 +138,8 @@ pub struct DispatchSettings {
     pub pair_rate: crate::resilience::rate::Rate,
     /// How long a 130429 (the number went too fast) stops the number's bucket (fixed: 1 s).
     pub throttle_pause: Duration,
+    /// The circuit breakers of the Graph API, the SMTP relay and each callback endpoint.
+    pub breaker: crate::resilience::breaker::BreakerPolicy,
 }
 
 impl Default for DispatchSettings {
@@ -151,6 +153,7 @@ impl Default for DispatchSettings {
             whatsapp_mps: 80.0,
             pair_rate: PAIR_RATE,
             throttle_pause: Duration::from_secs(1),
+            breaker: crate::resilience::breaker::BreakerPolicy::default(),
         }
     }
 }

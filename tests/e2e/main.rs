@@ -1,6 +1,7 @@
 //! Carteiro's end-to-end tests: one binary, one module per capability.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod breaker;
 mod callbacks_aws;
 mod callbacks_local;
 mod config_contract;

@@ -29,6 +29,7 @@ use crate::ports::queue::{OutgoingMessage, Queue, QueueError};
 use crate::ports::store::{DeliveryStore, StoreError};
 use crate::ports::update::{Change, UpdateError, update_from};
 use crate::resilience::RetryPolicy;
+use crate::resilience::breaker::{self, Admission};
 use crate::resilience::rate::{self as rate, Decision};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -123,6 +124,11 @@ async fn dispatch_job(
         enqueue(ctx.outbound.as_ref(), &job, wait).await?;
         return Ok(Dispatched::Deferred);
     }
+    if let Some(wait) = circuit_open(ctx, &current, &job, ctx.clock.now()).await {
+        note_deferral(ctx, &current, "circuit_open", ctx.clock.now(), wait).await?;
+        enqueue(ctx.outbound.as_ref(), &job, wait).await?;
+        return Ok(Dispatched::Deferred);
+    }
     // A short wait for a token is spent here (the queue's delays are whole seconds, which
     // would cost far more than a 12 ms gap at 80 messages/s); a long one goes back on the queue.
     let mut waited = 0;
@@ -211,6 +217,7 @@ async fn dispatch_job(
     })
     .await?;
     let record = finished.record;
+    note_health(ctx, &record, &attempt).await;
     // The number went too fast (130429): stop its bucket for a moment, for every instance.
     if attempt.outcome == FailureClass::Throttled.as_str()
         && record.channel == crate::domain::delivery::Channel::Whatsapp
@@ -263,6 +270,81 @@ const MAX_INLINE_WAITS: u32 = 3;
 /// The bucket of the WhatsApp number's throughput (Carteiro sends from the one number of the
 /// `whatsapp` secret).
 const SENDER_BUCKET: &str = "whatsapp:sender";
+
+/// Whether this job would claim its record now (a due attempt, no lease), so that limits and
+/// breakers are consulted only for real attempts, not for duplicates or early jobs.
+fn claimable_now(record: &DeliveryRecord, job: &DispatchJob, now: Timestamp) -> bool {
+    let due = match record.status {
+        DeliveryStatus::Queued => record.next_attempt_at.is_none_or(|at| at <= now),
+        DeliveryStatus::RetryScheduled => {
+            job.due_at == record.next_attempt_at
+                && record.next_attempt_at.is_some_and(|at| at <= now)
+        }
+        _ => false,
+    };
+    due && record.lease_expires_at.is_none()
+}
+
+/// The circuit breaker a record's provider endpoint has: the Graph API, the SMTP relay, or
+/// its callback endpoint.
+fn breaker_key(record: &DeliveryRecord) -> Option<String> {
+    match record.payload.as_ref()? {
+        crate::domain::payload::DeliveryPayload::WhatsappGraphV1 { .. } => {
+            Some("breaker:whatsapp".to_owned())
+        }
+        crate::domain::payload::DeliveryPayload::EmailV1 { .. } => Some("breaker:smtp".to_owned()),
+        crate::domain::payload::DeliveryPayload::WebhookV1 { endpoint_id, .. } => {
+            Some(format!("breaker:webhook:{endpoint_id}"))
+        }
+    }
+}
+
+/// How long a due attempt must wait because its endpoint's breaker is open (or another worker
+/// is probing it). A store that cannot be reached lets the attempt through (logged).
+async fn circuit_open(
+    ctx: &DispatchContext,
+    record: &DeliveryRecord,
+    job: &DispatchJob,
+    now: Timestamp,
+) -> Option<Duration> {
+    let limits = ctx.limits.as_ref()?;
+    if !claimable_now(record, job, now) {
+        return None;
+    }
+    let key = breaker_key(record)?;
+    match breaker::admit(limits.as_ref(), &key, &ctx.settings.breaker, now).await {
+        Ok(Admission::Wait(wait)) => Some(wait.max(ORDER_WAIT)),
+        Ok(Admission::Call | Admission::Probe) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, breaker = key.as_str(), "breaker not consulted: the limits store is unavailable");
+            None
+        }
+    }
+}
+
+/// Counts an attempt on its endpoint's breaker: accepted is a success; a transient or unknown
+/// failure is a failure; anything else (a recipient's permanent error, a rate limit, a refused
+/// credential) says nothing about the endpoint's health.
+async fn note_health(ctx: &DispatchContext, record: &DeliveryRecord, attempt: &Attempt) {
+    let (Some(limits), Some(key)) = (&ctx.limits, breaker_key(record)) else {
+        return;
+    };
+    let success = match attempt.outcome.as_str() {
+        "accepted" => true,
+        o if o == FailureClass::Retryable.as_str() || o == FailureClass::Unknown.as_str() => false,
+        _ => return,
+    };
+    let recorded = breaker::record(
+        limits.as_ref(),
+        &key,
+        &ctx.settings.breaker,
+        success,
+        ctx.clock.now(),
+    );
+    if let Err(e) = recorded.await {
+        tracing::warn!(error = %e, breaker = key.as_str(), "breaker not updated: the limits store is unavailable");
+    }
+}
 
 /// Whether a due attempt must wait for a rate limit: the limit reached and for how long. Only
 /// a record this job would claim now takes tokens; a store that cannot be reached lets the

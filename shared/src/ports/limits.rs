@@ -9,7 +9,9 @@
 
 use crate::domain::time::Timestamp;
 use crate::ports::store::{ReplaceOutcome, StoreError};
+use crate::ports::update::{Change, UpdateError, Versioned, VersionedStore, update_versioned};
 use async_trait::async_trait;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// One limit's state.
@@ -36,4 +38,65 @@ pub trait LimitStore: Send + Sync + std::fmt::Debug {
         doc: &LimitDoc,
         expected_version: u64,
     ) -> Result<ReplaceOutcome, StoreError>;
+}
+
+impl Versioned for LimitDoc {
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn set_version(&mut self, version: u64) {
+        self.version = version;
+    }
+    fn label(&self) -> String {
+        format!("limit {}", self.key)
+    }
+}
+
+/// The limits port as a [`VersionedStore`], so limit documents change through the one update
+/// helper. A document that is gone (or expired) reads as version 0.
+struct Limits<'a>(&'a dyn LimitStore);
+
+#[async_trait]
+impl VersionedStore<LimitDoc> for Limits<'_> {
+    async fn reread(&self, stale: &LimitDoc) -> Result<Option<LimitDoc>, StoreError> {
+        Ok(Some(self.0.get_limit(&stale.key).await?.unwrap_or(
+            LimitDoc {
+                version: 0,
+                body: serde_json::Value::Null,
+                ..stale.clone()
+            },
+        )))
+    }
+    async fn write(&self, value: &LimitDoc, expected: u64) -> Result<ReplaceOutcome, StoreError> {
+        self.0.put_limit(value, expected).await
+    }
+}
+
+/// Reads the limit document `key` as a `D` (its `Default` when absent, expired or unreadable:
+/// a limit that forgot its state starts afresh), applies `change` — which also says until when
+/// the document is worth keeping — and writes it back over the version read.
+pub async fn update_limit<D, V>(
+    store: &dyn LimitStore,
+    key: &str,
+    now: Timestamp,
+    mut change: impl FnMut(&mut D) -> (Change<V>, Timestamp),
+) -> Result<V, UpdateError>
+where
+    D: Serialize + DeserializeOwned + Default,
+{
+    let current = store.get_limit(key).await?.unwrap_or(LimitDoc {
+        key: key.to_owned(),
+        version: 0,
+        body: serde_json::Value::Null,
+        expires_at: now,
+    });
+    let updated = update_versioned(&Limits(store), current, |doc| {
+        let mut body: D = serde_json::from_value(doc.body.clone()).unwrap_or_default();
+        let (decision, keep_until) = change(&mut body);
+        doc.body = serde_json::to_value(&body).unwrap_or(serde_json::Value::Null);
+        doc.expires_at = keep_until;
+        decision
+    })
+    .await?;
+    Ok(updated.value)
 }

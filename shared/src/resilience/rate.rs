@@ -7,10 +7,8 @@
 //! ahead: rate 1/6, burst 45).
 
 use crate::domain::time::Timestamp;
-use crate::ports::limits::{LimitDoc, LimitStore};
-use crate::ports::store::{ReplaceOutcome, StoreError};
-use crate::ports::update::{Change, UpdateError, Versioned, VersionedStore, update_versioned};
-use async_trait::async_trait;
+use crate::ports::limits::{LimitStore, update_limit};
+use crate::ports::update::{Change, UpdateError};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -73,36 +71,6 @@ pub enum Decision {
     },
 }
 
-/// The limits port as a [`VersionedStore`], so buckets change through the one update helper.
-struct Limits<'a>(&'a dyn LimitStore);
-
-impl Versioned for LimitDoc {
-    fn version(&self) -> u64 {
-        self.version
-    }
-    fn set_version(&mut self, version: u64) {
-        self.version = version;
-    }
-    fn label(&self) -> String {
-        format!("limit {}", self.key)
-    }
-}
-
-#[async_trait]
-impl VersionedStore<LimitDoc> for Limits<'_> {
-    async fn reread(&self, stale: &LimitDoc) -> Result<Option<LimitDoc>, StoreError> {
-        Ok(Some(self.0.get_limit(&stale.key).await?.unwrap_or(
-            LimitDoc {
-                version: 0,
-                ..stale.clone()
-            },
-        )))
-    }
-    async fn write(&self, value: &LimitDoc, expected: u64) -> Result<ReplaceOutcome, StoreError> {
-        self.0.put_limit(value, expected).await
-    }
-}
-
 /// Takes `n` tokens from the bucket `key` of shape `rate`, if it holds them.
 pub async fn take(
     store: &dyn LimitStore,
@@ -111,37 +79,34 @@ pub async fn take(
     n: f64,
     now: Timestamp,
 ) -> Result<Decision, UpdateError> {
-    let current = store.get_limit(key).await?.unwrap_or(LimitDoc {
-        key: key.to_owned(),
-        version: 0,
-        body: serde_json::Value::Null,
-        expires_at: now,
-    });
-    let updated = update_versioned(&Limits(store), current, |doc| {
-        let bucket = serde_json::from_value::<Bucket>(doc.body.clone())
-            .unwrap_or_else(|_| Bucket::full(rate, now))
+    update_limit(store, key, now, |bucket: &mut Option<Bucket>| {
+        let current = bucket
+            .unwrap_or_else(|| Bucket::full(rate, now))
             .refilled(rate, now);
         let reset_after = |b: &Bucket| rate.time_for(rate.burst - b.tokens);
-        if bucket.tokens + 1e-9 < n {
-            return Change::Keep(Decision::Limited {
-                retry_after: rate.time_for(n - bucket.tokens),
-                reset: reset_after(&bucket),
-            });
+        if current.tokens + 1e-9 < n {
+            let decision = Decision::Limited {
+                retry_after: rate.time_for(n - current.tokens),
+                reset: reset_after(&current),
+            };
+            return (Change::Keep(decision), now);
         }
         let left = Bucket {
-            tokens: bucket.tokens - n,
-            ..bucket
+            tokens: current.tokens - n,
+            ..current
         };
-        doc.body = serde_json::to_value(left).unwrap_or(serde_json::Value::Null);
-        // Forgotten once it would be full again anyway.
-        doc.expires_at = now.plus(reset_after(&left) + Duration::from_secs(1));
-        Change::Write(Decision::Allowed {
+        *bucket = Some(left);
+        let decision = Decision::Allowed {
             remaining: left.tokens.floor().max(0.0) as u64,
             reset: reset_after(&left),
-        })
+        };
+        // Forgotten once it would be full again anyway.
+        (
+            Change::Write(decision),
+            now.plus(reset_after(&left) + Duration::from_secs(1)),
+        )
     })
-    .await?;
-    Ok(updated.value)
+    .await
 }
 
 /// Empties the bucket `key` and pushes it `pause` into debt: nothing is taken from it for that
@@ -153,23 +118,16 @@ pub async fn pause(
     pause: Duration,
     now: Timestamp,
 ) -> Result<(), UpdateError> {
-    let current = store.get_limit(key).await?.unwrap_or(LimitDoc {
-        key: key.to_owned(),
-        version: 0,
-        body: serde_json::Value::Null,
-        expires_at: now,
-    });
-    update_versioned(&Limits(store), current, |doc| {
+    update_limit(store, key, now, |bucket: &mut Option<Bucket>| {
         let debt = Bucket {
             tokens: -(pause.as_secs_f64() * rate.per_second),
             at_ms: now.as_millis(),
         };
-        doc.body = serde_json::to_value(debt).unwrap_or(serde_json::Value::Null);
-        doc.expires_at = now.plus(rate.time_for(rate.burst - debt.tokens) + Duration::from_secs(1));
-        Change::Write(())
+        *bucket = Some(debt);
+        let keep = now.plus(rate.time_for(rate.burst - debt.tokens) + Duration::from_secs(1));
+        (Change::Write(()), keep)
     })
-    .await?;
-    Ok(())
+    .await
 }
 
 /// The bucket that holds a sender to `per_second` in every sliding second: a bucket of rate r
