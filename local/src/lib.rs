@@ -175,6 +175,7 @@ impl Application {
                 clock: clock.clone(),
                 settings: settings.inbound.clone(),
                 events: Some(events.clone()),
+                outbound: Some(outbound.clone()),
             },
             sweep: SweepContext {
                 store: store.clone(),

@@ -15,6 +15,7 @@ pub mod callbacks;
 pub mod config;
 pub mod dispatch;
 pub mod domain;
+pub mod fallback;
 pub mod fuzzing;
 pub mod http;
 pub mod inbound;

@@ -305,6 +305,7 @@ async fn an_ambiguous_send_is_settled_by_its_status_webhook_without_a_second_cal
         clock: Arc::new(SystemClock),
         settings: Default::default(),
         events: None,
+        outbound: None,
     };
     let payload = carteiro_e2e::webhooks::status_payload(
         "wamid.AMBIGUOUS",

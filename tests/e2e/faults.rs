@@ -223,6 +223,7 @@ async fn dispatch_and_inbound_report_exactly_the_messages_whose_store_calls_fail
         clock: Arc::new(SystemClock),
         settings: Default::default(),
         events: None,
+        outbound: None,
     };
     let mut events = Vec::new();
     for (n, r) in records.iter().enumerate() {

@@ -54,6 +54,7 @@ pub async fn aws_stack() -> AwsStack {
             clock: Arc::new(SystemClock),
             settings: InboundSettings::default(),
             events: None,
+            outbound: None,
         },
         queue,
         store,

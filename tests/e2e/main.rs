@@ -8,6 +8,7 @@ mod config_contract;
 mod conformance_aws;
 mod conformance_embedded;
 mod engine;
+mod fallbacks;
 mod faults;
 mod hostile;
 mod intake_aws;

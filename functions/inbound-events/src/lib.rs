@@ -41,6 +41,11 @@ pub async fn context_from_env(env: Env<'_>) -> Result<InboundContext, ConfigErro
         clock: Arc::new(SystemClock),
         settings: InboundSettings::from_env(env)?,
         events,
+        outbound: Some(Arc::new(SqsQueue::from_env(
+            &sdk,
+            env,
+            "CARTEIRO_OUTBOUND_QUEUE_URL",
+        )?)),
     })
 }
 

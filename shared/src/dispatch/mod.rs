@@ -77,6 +77,8 @@ pub enum DispatchError {
     Update(#[from] UpdateError),
     #[error(transparent)]
     Publish(#[from] PublishError),
+    #[error(transparent)]
+    Fallback(#[from] crate::fallback::FallbackError),
 }
 
 /// Dispatches a batch concurrently and returns the message ids that failed.
@@ -423,16 +425,25 @@ async fn note_deferral(
     Ok(())
 }
 
-/// Publishes `message.failed` or `message.dead` for a record that ended so.
+/// For a record that ended `failed` or `dead`: publishes `message.failed` / `message.dead` and
+/// takes its next fallback step. Both are idempotent, so a redelivered job finishes what a
+/// first one could not.
 async fn publish_outcome(
     ctx: &DispatchContext,
     record: &DeliveryRecord,
-) -> Result<(), PublishError> {
+) -> Result<(), DispatchError> {
     if let (Some(events), Some(event)) = (&ctx.events, AppEvent::outcome(record, ctx.clock.now())) {
         events
             .publish(&event, record.correlation_id.as_deref(), ctx.clock.now())
             .await?;
     }
+    crate::fallback::take_step(
+        ctx.store.as_ref(),
+        ctx.outbound.as_ref(),
+        record,
+        ctx.clock.now(),
+    )
+    .await?;
     Ok(())
 }
 

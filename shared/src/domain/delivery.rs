@@ -171,6 +171,19 @@ pub struct Attempt {
     pub settled: Option<String>,
 }
 
+/// One path of a fallback chain, ready to send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FallbackStep {
+    pub recipient: String,
+    pub payload: DeliveryPayload,
+}
+
+/// The id of the delivery that takes over when `id` fails for good: derived, so the step is
+/// taken once however often the failure is seen.
+pub fn fallback_id(id: &MessageId) -> MessageId {
+    MessageId::derived(&["fallback", id.as_str()])
+}
+
 /// A due attempt put off by a rate limit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deferral {
@@ -325,6 +338,13 @@ pub struct DeliveryRecord {
     /// Idempotency-Key queues it, and so does the sweeper.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub job_not_queued: bool,
+    /// The paths still to try, in order, should this one fail for good: each a ready payload
+    /// for the delivery [`fallback_id`] names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<FallbackStep>,
+    /// For a fallback: the delivery whose failure it stands in for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_of: Option<MessageId>,
     /// Times a due attempt was put off because a rate limit was reached (not attempts: they
     /// spend nothing of the retry budget).
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -372,10 +392,32 @@ impl DeliveryRecord {
             budget_started_at: None,
             correlation_id: None,
             job_not_queued: false,
+            fallbacks: Vec::new(),
+            fallback_of: None,
             deferrals: 0,
             last_deferral: None,
             after: None,
         }
+    }
+
+    /// The fallback delivery this record's failure starts, if it has a path left: created
+    /// `queued`, owned like this one, with the remaining paths after it.
+    pub fn fallback_delivery(&self, now: Timestamp) -> Option<Self> {
+        let (step, rest) = self.fallbacks.split_first()?;
+        let mut next = Self::new_queued(
+            fallback_id(&self.id),
+            step.payload.channel(),
+            step.recipient.clone(),
+            self.request.clone(),
+            now,
+        );
+        next.api_key_id.clone_from(&self.api_key_id);
+        next.payload = Some(step.payload.clone());
+        next.retry = self.retry;
+        next.correlation_id.clone_from(&self.correlation_id);
+        next.fallbacks = rest.to_vec();
+        next.fallback_of = Some(self.id.clone());
+        Some(next)
     }
 
     /// The WhatsApp contact (wa_id, digits) whose conversation lists this record, if any.

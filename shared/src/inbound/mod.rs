@@ -44,6 +44,8 @@ pub struct InboundContext {
     pub settings: InboundSettings,
     /// Where events for the app go; `None` publishes nothing (tests of other concerns).
     pub events: Option<EventPublisher>,
+    /// The outbound queue, for the fallback a `failed` status starts; `None` starts none.
+    pub outbound: Option<Arc<dyn crate::ports::queue::Queue>>,
 }
 
 /// What processing one event did.
@@ -71,6 +73,8 @@ pub enum ProcessError {
     Update(#[from] UpdateError),
     #[error(transparent)]
     Publish(#[from] PublishError),
+    #[error(transparent)]
+    Fallback(#[from] crate::fallback::FallbackError),
 }
 
 /// Processes a batch concurrently and returns the message ids that failed.
@@ -237,6 +241,11 @@ async fn apply_status(
         now,
     )
     .await?;
+    // Meta's `failed` ended the message: its fallback, if any, takes over (idempotent, so a
+    // repeated webhook takes the step once).
+    if let Some(outbound) = &ctx.outbound {
+        crate::fallback::take_step(ctx.store.as_ref(), outbound.as_ref(), &record, now).await?;
+    }
     Ok(match change {
         StatusChange::Applied => Outcome::StatusApplied,
         StatusChange::Duplicate => Outcome::Duplicate,

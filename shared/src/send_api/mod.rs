@@ -435,6 +435,17 @@ async fn accept(
     );
     record.api_key_id = Some(owner.to_owned());
     record.payload = Some(DeliveryPayload::build(&id, &request.message));
+    // Each fallback's payload is built now for the id its delivery will have.
+    let mut step_id = id.clone();
+    for message in &request.fallback {
+        step_id = crate::domain::delivery::fallback_id(&step_id);
+        record
+            .fallbacks
+            .push(crate::domain::delivery::FallbackStep {
+                recipient: message.recipient(),
+                payload: DeliveryPayload::build(&step_id, message),
+            });
+    }
     record.retry = request.retry;
     record.correlation_id.clone_from(&correlation_id);
     tracing::Span::current().record("id", id.as_str());
@@ -646,6 +657,15 @@ struct MessageView<'a> {
     events: &'a [ProviderEvent],
     last_error: Option<&'a DeliveryError>,
     metadata: Option<&'a Value>,
+    /// For a fallback: the message it stands in for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallback_of: Option<&'a str>,
+    /// The fallback paths taken after this one, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    fallbacks: Vec<Value>,
+    /// Of this message and its fallbacks, the one that got through (sent, delivered or read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivered_by: Option<&'a str>,
     /// Due attempts put off by a rate limit (not attempts).
     #[serde(skip_serializing_if = "is_zero")]
     deferrals: u32,
@@ -669,10 +689,35 @@ async fn show(ctx: &SendApiContext, id: &str, owner: &str) -> Result<ApiResponse
         .map_err(store_unavailable)?
         .filter(|r| r.api_key_id.as_deref() == Some(owner))
         .ok_or_else(ApiError::not_found)?;
-    Ok(view(StatusCode::OK, &record))
+    let chain = if record.fallbacks.is_empty() {
+        Vec::new()
+    } else {
+        crate::fallback::chain(ctx.store.as_ref(), &record)
+            .await
+            .map_err(store_unavailable)?
+            .into_iter()
+            .skip(1)
+            .collect()
+    };
+    Ok(view_with(StatusCode::OK, &record, &chain))
 }
 
 fn view(status: StatusCode, record: &DeliveryRecord) -> ApiResponse {
+    view_with(status, record, &[])
+}
+
+/// The record, and the fallbacks taken after it.
+fn view_with(status: StatusCode, record: &DeliveryRecord, chain: &[DeliveryRecord]) -> ApiResponse {
+    let through = |r: &DeliveryRecord| {
+        matches!(
+            r.status,
+            DeliveryStatus::Sent | DeliveryStatus::Delivered | DeliveryStatus::Read
+        )
+    };
+    let delivered_by = std::iter::once(record)
+        .chain(chain.iter())
+        .find(|r| through(r))
+        .map(|r| r.id.as_str());
     let view = MessageView {
         id: record.id.as_str(),
         channel: record.channel,
@@ -686,6 +731,21 @@ fn view(status: StatusCode, record: &DeliveryRecord) -> ApiResponse {
         events: &record.events,
         last_error: record.last_error.as_ref(),
         metadata: record.request.get("metadata").filter(|m| !m.is_null()),
+        fallback_of: record.fallback_of.as_ref().map(MessageId::as_str),
+        fallbacks: chain
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "id": r.id.as_str(), "channel": r.channel, "recipient": r.recipient,
+                    "status": r.status, "last_error": r.last_error,
+                })
+            })
+            .collect(),
+        delivered_by: if chain.is_empty() && record.fallbacks.is_empty() {
+            None
+        } else {
+            delivered_by
+        },
         deferrals: record.deferrals,
         last_deferral: record.last_deferral.as_ref(),
     };

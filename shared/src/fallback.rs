@@ -1,0 +1,67 @@
+//! Fallbacks: when a delivery fails for good (a permanent refusal, retries spent, or Meta's
+//! `failed` status) and its send body gave a `fallback` chain, the next path is created as a
+//! delivery of its own — another channel, another template — linked to the one it stands in
+//! for, and queued. Its id is derived from the failed one's, so the step is taken once however
+//! often the failure is seen (a redelivered job, a repeated webhook); a crash between creating
+//! and queueing it leaves a `queued` record the sweeper queues.
+
+use crate::dispatch::enqueue;
+use crate::domain::delivery::{DeliveryRecord, DeliveryStatus};
+use crate::domain::job::DispatchJob;
+use crate::domain::time::Timestamp;
+use crate::ports::queue::{Queue, QueueError};
+use crate::ports::store::{CreateOutcome, DeliveryStore, StoreError};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FallbackError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// Takes `record`'s next fallback step if it failed for good and has one. Returns the new
+/// delivery when this call created it.
+pub async fn take_step(
+    store: &dyn DeliveryStore,
+    outbound: &dyn Queue,
+    record: &DeliveryRecord,
+    now: Timestamp,
+) -> Result<Option<DeliveryRecord>, FallbackError> {
+    if !matches!(record.status, DeliveryStatus::Failed | DeliveryStatus::Dead) {
+        return Ok(None);
+    }
+    let Some(next) = record.fallback_delivery(now) else {
+        return Ok(None);
+    };
+    if store.create(&next).await? == CreateOutcome::AlreadyExists {
+        return Ok(None);
+    }
+    enqueue(
+        outbound,
+        &DispatchJob::new(next.id.clone(), next.correlation_id.clone()),
+        Duration::ZERO,
+    )
+    .await?;
+    tracing::info!(failed = %record.id, fallback = %next.id, channel = ?next.channel, "fallback step taken");
+    Ok(Some(next))
+}
+
+/// The chain that starts at `record`: it and every fallback after it, in order.
+pub async fn chain(
+    store: &dyn DeliveryStore,
+    record: &DeliveryRecord,
+) -> Result<Vec<DeliveryRecord>, StoreError> {
+    let mut out = vec![record.clone()];
+    let mut id = crate::domain::delivery::fallback_id(&record.id);
+    // A chain is at most as long as the send body allowed, plus the first path.
+    for _ in 0..crate::domain::message::limits::FALLBACKS {
+        let Some(next) = store.get(&id).await? else {
+            break;
+        };
+        id = crate::domain::delivery::fallback_id(&next.id);
+        out.push(next);
+    }
+    Ok(out)
+}
