@@ -71,18 +71,21 @@ async fn under_enforce_free_form_needs_a_message_in_the_last_24_hours() {
         body["warnings"],
         json!(["outside_service_window", "fallback_used"])
     );
+    let id = body["id"].as_str().unwrap().to_owned();
     let sent = app
-        .message_when(body["id"].as_str().unwrap(), |m| m["status"] == "sent")
+        .message_when(&id, |m| m["provider_message_id"].is_string())
         .await;
     assert_eq!(sent["channel"], "whatsapp");
+    // The request the sandbox took for this message (others may be sent after it).
     let outbox = app.sandbox_outbox().await;
-    let last = outbox["messages"]
+    let taken = outbox["messages"]
         .as_array()
         .unwrap()
-        .last()
+        .iter()
+        .find(|m| m["body"]["biz_opaque_callback_data"] == id.as_str())
         .unwrap()
         .clone();
-    assert_eq!(last["body"]["type"], "template", "{last}");
+    assert_eq!(taken["body"]["type"], "template", "{taken}");
 }
 
 #[tokio::test]
