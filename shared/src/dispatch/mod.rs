@@ -358,15 +358,7 @@ async fn over_limit(
     now: Timestamp,
 ) -> Option<(&'static str, Duration)> {
     let limits = ctx.limits.as_ref()?;
-    let due = match record.status {
-        DeliveryStatus::Queued => record.next_attempt_at.is_none_or(|at| at <= now),
-        DeliveryStatus::RetryScheduled => {
-            job.due_at == record.next_attempt_at
-                && record.next_attempt_at.is_some_and(|at| at <= now)
-        }
-        _ => false,
-    };
-    if !due || record.lease_expires_at.is_some() {
+    if !claimable_now(record, job, now) {
         return None;
     }
     let to = record.payload.as_ref()?.whatsapp_recipient()?;
