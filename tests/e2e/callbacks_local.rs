@@ -211,7 +211,7 @@ async fn the_sender_retries_500_honours_retry_after_disables_on_410_and_follows_
         .mount(&receiver)
         .await;
     Mock::given(path("/flaky"))
-        .respond_with(ResponseTemplate::new(200))
+        .respond_with(ResponseTemplate::new(200).set_body_string("thanks, got it"))
         .mount(&receiver)
         .await;
     Mock::given(path("/busy"))
@@ -299,6 +299,9 @@ async fn the_sender_retries_500_honours_retry_after_disables_on_410_and_follows_
     let flaky_attempts = delivery("flaky")["attempts"].as_array().unwrap().clone();
     assert_eq!(flaky_attempts[0]["provider_code"], "500");
     assert_eq!(flaky_attempts[0]["details"], "down for a bit");
+    // A success keeps the endpoint's answer too.
+    assert_eq!(flaky_attempts[2]["provider_status"], "200");
+    assert_eq!(flaky_attempts[2]["details"], "thanks, got it");
 
     // 308: not followed, retried on the schedule until given up; /elsewhere never called.
     app.wait_until_idle().await;

@@ -563,6 +563,7 @@ fn judge(
         SendOutcome::Accepted {
             provider_message_id,
             message_status,
+            response,
         } => (
             Attempt {
                 number,
@@ -571,7 +572,7 @@ fn judge(
                 provider_code: None,
                 provider_status: message_status.clone(),
                 latency_ms,
-                details: None,
+                details: response,
                 settled: None,
             },
             AttemptResult::Accepted {

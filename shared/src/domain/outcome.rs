@@ -69,6 +69,8 @@ pub enum SendOutcome {
     Accepted {
         provider_message_id: String,
         message_status: Option<String>,
+        /// What the provider answered beyond that, truncated (a callback endpoint's body).
+        response: Option<String>,
     },
     Failed(SendFailure),
 }

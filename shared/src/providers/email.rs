@@ -624,6 +624,7 @@ impl EmailSender for SmtpMailer {
                 SendOutcome::Accepted {
                     provider_message_id: built.message_id,
                     message_status: None,
+                    response: None,
                 }
             }
             Err(e) => {

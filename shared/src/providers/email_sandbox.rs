@@ -99,6 +99,7 @@ impl EmailSender for EmailOutbox {
         SendOutcome::Accepted {
             provider_message_id: built.message_id,
             message_status: Some("sandbox".to_owned()),
+            response: None,
         }
     }
 }

@@ -216,6 +216,7 @@ impl CallbackSender {
             return SendOutcome::Accepted {
                 provider_message_id: event_id.to_owned(),
                 message_status: Some(status.as_u16().to_string()),
+                response: Some(answer).filter(|a| !a.is_empty()),
             };
         }
         let class = match status.as_u16() {

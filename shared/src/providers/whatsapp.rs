@@ -364,6 +364,7 @@ fn accepted(bytes: &[u8]) -> SendOutcome {
             SendOutcome::Accepted {
                 provider_message_id: id,
                 message_status,
+                response: None,
             }
         }
         _ => {
@@ -603,6 +604,7 @@ impl WhatsAppSender for SandboxOutbox {
         SendOutcome::Accepted {
             provider_message_id: id,
             message_status: Some("sandbox".to_owned()),
+            response: None,
         }
     }
 }

@@ -339,8 +339,10 @@ fn accepted(outcome: SendOutcome) -> String {
         SendOutcome::Accepted {
             provider_message_id,
             message_status,
+            response,
         } => {
             assert_eq!(message_status, None);
+            assert_eq!(response, None);
             provider_message_id
         }
         SendOutcome::Failed(f) => panic!("expected Accepted, got {f:?}"),

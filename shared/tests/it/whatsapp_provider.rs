@@ -93,6 +93,7 @@ async fn assert_sends_exactly(app_request: Value, expected: Value) {
         != (SendOutcome::Accepted {
             provider_message_id: WAMID.to_owned(),
             message_status: Some("accepted".to_owned()),
+            response: None,
         })
     {
         let received: Vec<String> = server
@@ -1007,6 +1008,7 @@ async fn held_for_quality_assessment_is_accepted_with_that_status() {
         SendOutcome::Accepted {
             provider_message_id: WAMID.to_owned(),
             message_status: Some("held_for_quality_assessment".to_owned()),
+            response: None,
         }
     );
 }
@@ -1214,6 +1216,7 @@ async fn sandbox_records_the_exact_graph_body_and_accepts_it() {
             SendOutcome::Accepted {
                 provider_message_id,
                 message_status,
+                ..
             } => {
                 assert_eq!(message_status.as_deref(), Some("sandbox"));
                 assert!(
