@@ -116,3 +116,87 @@ async fn metas_failed_status_hands_over_once_however_often_it_comes() {
         1
     );
 }
+
+/// A `failed` status that arrived before the send's own write was kept as an orphan; applied
+/// when dispatch records the wamid, it starts the fallback all the same.
+#[tokio::test]
+async fn a_failed_status_reconciled_from_an_orphan_starts_the_fallback() {
+    use carteiro_shared::adapters::embedded::EmbeddedDb;
+    use carteiro_shared::domain::delivery::{DeliveryStatus, fallback_id};
+    use carteiro_shared::domain::message::SendRequest;
+    use carteiro_shared::domain::webhook::WebhookPayload;
+    use carteiro_shared::domain::{DeliveryPayload, Timestamp, Wamid};
+    use carteiro_shared::inbound::{InboundContext, process, reconcile_orphans};
+    use carteiro_shared::ports::{DeliveryStore, Queue, SystemClock};
+    use std::sync::Arc;
+
+    let db = EmbeddedDb::in_memory().unwrap();
+    let store: Arc<dyn DeliveryStore> = Arc::new(db.store());
+    let outbound = db.queue("outbound");
+    let body = with_email_fallback("+5511999990098");
+    let request = SendRequest::parse(&body).unwrap();
+    let mut record = carteiro_e2e::webhooks::queued_whatsapp_record(Timestamp::now(), "Olá");
+    let step = fallback_id(&record.id);
+    record
+        .fallbacks
+        .push(carteiro_shared::domain::delivery::FallbackStep {
+            recipient: request.fallback[0].recipient(),
+            payload: DeliveryPayload::build(&step, &request.fallback[0]),
+        });
+    store.create(&record).await.unwrap();
+
+    // Meta's `failed`, before the record knows its wamid and without our id: kept as an orphan.
+    let wamid = carteiro_e2e::webhooks::new_wamid();
+    let inbound = InboundContext {
+        store: store.clone(),
+        clock: Arc::new(SystemClock),
+        settings: Default::default(),
+        events: None,
+        outbound: None,
+    };
+    let failed = status_payload(&wamid, "failed", 1_700_000_100, None);
+    for event in WebhookPayload::from_slice(&failed).unwrap().into_events() {
+        process(&inbound, &serde_json::to_string(&event).unwrap())
+            .await
+            .unwrap();
+    }
+    // The send's write lands: sent, with the wamid. Then the orphans are reconciled.
+    let mut sent = store.get(&record.id).await.unwrap().unwrap();
+    sent.status = DeliveryStatus::Sent;
+    sent.provider_message_id = Some(wamid.clone());
+    sent.version += 1;
+    store.replace(&sent, sent.version - 1).await.unwrap();
+    let wamid = Wamid::parse(&wamid).unwrap();
+    for _ in 0..2 {
+        reconcile_orphans(
+            store.as_ref(),
+            None,
+            Some(&outbound),
+            &record.id,
+            &wamid,
+            Timestamp::now(),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        store.get(&record.id).await.unwrap().unwrap().status,
+        DeliveryStatus::Failed
+    );
+    let child = store
+        .get(&step)
+        .await
+        .unwrap()
+        .expect("the fallback was not started");
+    assert_eq!(child.fallback_of.as_ref(), Some(&record.id));
+    let jobs = outbound
+        .receive(10, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        jobs.len(),
+        1,
+        "the fallback was queued {} times",
+        jobs.len()
+    );
+}

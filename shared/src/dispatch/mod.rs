@@ -247,6 +247,7 @@ async fn dispatch_job(
                 let reconciled = reconcile_orphans(
                     ctx.store.as_ref(),
                     ctx.events.as_ref(),
+                    Some(ctx.outbound.as_ref()),
                     &record.id,
                     &wamid,
                     ctx.clock.now(),

@@ -326,6 +326,7 @@ async fn apply_updates(
 pub async fn reconcile_orphans(
     store: &dyn DeliveryStore,
     events: Option<&EventPublisher>,
+    outbound: Option<&dyn crate::ports::queue::Queue>,
     id: &MessageId,
     wamid: &Wamid,
     now: Timestamp,
@@ -350,5 +351,9 @@ pub async fn reconcile_orphans(
     };
     let (record, change) = apply_updates(store, record, &updates, now).await?;
     publish_statuses(events, &record, &updates, now).await?;
+    // A `failed` that beat the send's own write ends the message all the same.
+    if let Some(outbound) = outbound {
+        crate::fallback::take_step(store, outbound, &record, now).await?;
+    }
     Ok(change)
 }
