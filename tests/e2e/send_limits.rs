@@ -93,9 +93,12 @@ async fn one_recipient_is_paced_by_the_pair_rule() {
         .await;
     }
     let at = accepted_at(&app.sandbox_outbox().await);
+    // The bucket lets one through every 2 s; the margin is for the time between a worker's
+    // take and the sandbox noting the send, which a loaded machine stretches. Unpaced, the
+    // three would be milliseconds apart.
     for pair in at.windows(2) {
         assert!(
-            pair[1] - pair[0] >= 1_900,
+            pair[1] - pair[0] >= 1_500,
             "one user got two messages {} ms apart: {at:?}",
             pair[1] - pair[0]
         );
