@@ -66,6 +66,17 @@ impl CallbackEndpoint {
     }
 }
 
+/// The endpoints of the `callbacks` secret; none when it is not configured.
+pub async fn configured(
+    secrets: &crate::secrets::Secrets,
+) -> Result<Vec<CallbackEndpoint>, crate::ports::secrets::SecretError> {
+    match secrets.callbacks(false).await {
+        Ok(doc) => Ok(doc.endpoints),
+        Err(crate::ports::secrets::SecretError::Missing(_)) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
 /// How an endpoint is doing; kept as a state document keyed by the endpoint id.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointState {

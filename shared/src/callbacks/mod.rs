@@ -79,11 +79,7 @@ pub fn delivery_id(event: &EventId, endpoint_id: &str) -> MessageId {
 impl EventPublisher {
     /// The endpoints of the `callbacks` secret; none when it is not configured.
     pub async fn endpoints(&self) -> Result<Vec<CallbackEndpoint>, SecretError> {
-        match self.secrets.callbacks(false).await {
-            Ok(doc) => Ok(doc.endpoints),
-            Err(SecretError::Missing(_)) => Ok(Vec::new()),
-            Err(e) => Err(e),
-        }
+        endpoints::configured(&self.secrets).await
     }
 
     /// Keeps `event` and queues a callback to every endpoint that takes its type. Returns

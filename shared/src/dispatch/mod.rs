@@ -541,7 +541,7 @@ pub async fn enqueue(
     wait: Duration,
 ) -> Result<(), QueueError> {
     // Queue delays are whole seconds; rounding down would deliver the job before it is due.
-    let wait = Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
+    let wait = Duration::from_secs(crate::domain::time::whole_secs_up(wait));
     let body = serde_json::to_string(job).map_err(|e| QueueError::Unavailable(e.to_string()))?;
     let mut message = OutgoingMessage::new(body).with_delay(wait);
     if let Some(c) = &job.correlation_id {

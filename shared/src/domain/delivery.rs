@@ -357,7 +357,7 @@ pub struct DeliveryRecord {
     pub after: Option<MessageId>,
 }
 
-const fn is_zero(n: &u32) -> bool {
+pub(crate) const fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 

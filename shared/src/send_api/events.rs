@@ -129,9 +129,8 @@ fn endpoint_view(
 async fn configured(
     ctx: &SendApiContext,
 ) -> Result<Vec<crate::callbacks::endpoints::CallbackEndpoint>, ApiError> {
-    match ctx.secrets.callbacks(false).await {
-        Ok(doc) => Ok(doc.endpoints),
-        Err(crate::ports::secrets::SecretError::Missing(_)) => Ok(Vec::new()),
+    match endpoints::configured(&ctx.secrets).await {
+        Ok(configured) => Ok(configured),
         Err(e) => {
             tracing::error!(error = %e, "cannot read the callbacks secret");
             Err(ApiError::unavailable(

@@ -667,14 +667,10 @@ struct MessageView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     delivered_by: Option<&'a str>,
     /// Due attempts put off by a rate limit (not attempts).
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "crate::domain::delivery::is_zero")]
     deferrals: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_deferral: Option<&'a crate::domain::delivery::Deferral>,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
 }
 
 async fn show(ctx: &SendApiContext, id: &str, owner: &str) -> Result<ApiResponse, ApiError> {

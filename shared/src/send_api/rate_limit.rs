@@ -8,6 +8,7 @@
 //! send because a counter is unavailable would turn a counting problem into an outage.
 
 use super::SendApiContext;
+use crate::domain::time::whole_secs_up;
 use crate::http::{ApiError, ApiResponse};
 use crate::resilience::rate::{Decision, Rate, take};
 use crate::secrets::ApiKey;
@@ -20,10 +21,6 @@ pub(super) struct Allowance {
     limit: u64,
     remaining: u64,
     reset: Duration,
-}
-
-fn secs_up(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 fn rate_of(key: &ApiKey) -> Option<Rate> {
@@ -55,12 +52,12 @@ pub(super) async fn check(
                     "this API key may send {} requests a second (bursts of {}); retry after {} s",
                     rate.per_second,
                     rate.burst,
-                    secs_up(retry_after)
+                    whole_secs_up(retry_after)
                 ),
             )
             .into_response();
             set_headers(&mut err, rate.burst as u64, 0, reset);
-            if let Ok(v) = HeaderValue::from_str(&secs_up(retry_after).max(1).to_string()) {
+            if let Ok(v) = HeaderValue::from_str(&whole_secs_up(retry_after).max(1).to_string()) {
                 err.headers_mut().insert(::http::header::RETRY_AFTER, v);
             }
             tracing::info!(
@@ -81,7 +78,7 @@ fn set_headers(res: &mut ApiResponse, limit: u64, remaining: u64, reset: Duratio
     for (name, value) in [
         ("ratelimit-limit", limit),
         ("ratelimit-remaining", remaining),
-        ("ratelimit-reset", secs_up(reset)),
+        ("ratelimit-reset", whole_secs_up(reset)),
     ] {
         if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
             h.insert(name, v);

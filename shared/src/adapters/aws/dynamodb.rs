@@ -106,28 +106,7 @@ impl DynamoStore {
         names: &[(&str, &str)],
         values: Vec<(&str, AttributeValue)>,
     ) -> Result<bool, StoreError> {
-        let mut req = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression(condition);
-        for (k, v) in names {
-            req = req.expression_attribute_names(*k, *v);
-        }
-        for (k, v) in values {
-            req = req.expression_attribute_values(k, v);
-        }
-        match req.send().await {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(StoreError::Unavailable(describe_sdk_error("PutItem", &e))),
-        }
+        put_conditional(&self.client, &self.table, item, condition, names, values).await
     }
 
     /// Runs a query to the end, page by page.
@@ -160,6 +139,39 @@ impl DynamoStore {
                 _ => return Ok(items),
             }
         }
+    }
+}
+
+/// Puts `item` in `table` under `condition`; `Ok(false)` when the condition failed. Every
+/// conditional write of the delivery store and of the limits goes through here.
+pub(super) async fn put_conditional(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    item: Item,
+    condition: &str,
+    names: &[(&str, &str)],
+    values: Vec<(&str, AttributeValue)>,
+) -> Result<bool, StoreError> {
+    let mut req = client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression(condition);
+    for (k, v) in names {
+        req = req.expression_attribute_names(*k, *v);
+    }
+    for (k, v) in values {
+        req = req.expression_attribute_values(k, v);
+    }
+    match req.send().await {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(StoreError::Unavailable(describe_sdk_error("PutItem", &e))),
     }
 }
 

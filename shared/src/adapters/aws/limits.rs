@@ -3,6 +3,7 @@
 //! conditional `PutItem`s on the version; an expired item (TTL is lazy) counts as absent. It
 //! shares the delivery table (one table to provision) but not its trait.
 
+use super::dynamodb::put_conditional;
 use super::{describe_sdk_error, schema};
 use crate::domain::time::Timestamp;
 use crate::ports::clock::{Clock, SystemClock};
@@ -114,33 +115,35 @@ impl LimitStore for DynamoLimits {
             (EXPIRES_AT_MS.to_owned(), n(ms)),
         ]);
         let now = n(self.clock.now().as_millis());
-        let mut req = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item));
-        req = if expected_version == 0 {
-            req.condition_expression("attribute_not_exists(#pk) OR #exp <= :now")
-                .expression_attribute_names("#pk", schema::PK)
+        let written = if expected_version == 0 {
+            // Absent, or expired (TTL is lazy): as good as absent.
+            put_conditional(
+                &self.client,
+                &self.table,
+                item,
+                "attribute_not_exists(#pk) OR #exp <= :now",
+                &[("#pk", schema::PK), ("#exp", EXPIRES_AT_MS)],
+                vec![(":now", now)],
+            )
+            .await?
         } else {
-            req.condition_expression("#v = :v AND #exp > :now")
-                .expression_attribute_names("#v", "version")
-                .expression_attribute_values(":v", AttributeValue::N(expected_version.to_string()))
+            put_conditional(
+                &self.client,
+                &self.table,
+                item,
+                "#v = :v AND #exp > :now",
+                &[("#v", "version"), ("#exp", EXPIRES_AT_MS)],
+                vec![
+                    (":v", AttributeValue::N(expected_version.to_string())),
+                    (":now", now),
+                ],
+            )
+            .await?
         };
-        let sent = req
-            .expression_attribute_names("#exp", EXPIRES_AT_MS)
-            .expression_attribute_values(":now", now)
-            .send()
-            .await;
-        match sent {
-            Ok(_) => Ok(ReplaceOutcome::Replaced),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(ReplaceOutcome::Conflict)
-            }
-            Err(e) => Err(StoreError::Unavailable(describe_sdk_error("PutItem", &e))),
-        }
+        Ok(if written {
+            ReplaceOutcome::Replaced
+        } else {
+            ReplaceOutcome::Conflict
+        })
     }
 }
