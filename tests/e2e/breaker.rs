@@ -2,8 +2,8 @@
 //! while it is open (the work is deferred, not failed), one probe goes after the cool-down,
 //! and its success closes it.
 
-use carteiro_e2e::local::{default_secrets, spawn_app_configured};
-use carteiro_e2e::webhooks::{ACCESS_TOKEN, PHONE_NUMBER_ID};
+use carteiro_e2e::local::{graph_secrets, spawn_app_configured};
+use carteiro_e2e::webhooks::ACCESS_TOKEN;
 use carteiro_shared::config::parse_schedule;
 use carteiro_shared::resilience::RetryPolicy;
 use carteiro_shared::resilience::breaker::BreakerPolicy;
@@ -31,10 +31,7 @@ async fn failures_open_the_breaker_nothing_is_called_while_open_and_a_probe_clos
         })))
         .mount(&graph)
         .await;
-    let mut secrets = default_secrets();
-    secrets["whatsapp"]["access_token"] = json!(ACCESS_TOKEN);
-    secrets["whatsapp"]["phone_number_id"] = json!(PHONE_NUMBER_ID);
-    secrets["whatsapp"]["graph_base_url"] = json!(graph.uri());
+    let secrets = graph_secrets(&graph.uri(), ACCESS_TOKEN);
     let cool_down = Duration::from_secs(2);
     let app = spawn_app_configured(secrets, |c| {
         c.settings.dispatch.breaker = BreakerPolicy {

@@ -2,8 +2,8 @@
 //! by Meta, hands over to the next path of its `fallback` chain (here an email), as a delivery
 //! of its own linked to it; the first message shows the chain and which path got through.
 
-use carteiro_e2e::local::{TestApp, default_secrets, spawn_app_with};
-use carteiro_e2e::webhooks::{ACCESS_TOKEN, APP_SECRET, PHONE_NUMBER_ID, sign, status_payload};
+use carteiro_e2e::local::{TestApp, graph_secrets, spawn_app_with};
+use carteiro_e2e::webhooks::{ACCESS_TOKEN, APP_SECRET, sign, status_payload};
 use serde_json::{Value, json};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -34,10 +34,7 @@ async fn a_permanent_refusal_hands_over_to_the_email_fallback() {
         .expect(1)
         .mount(&graph)
         .await;
-    let mut secrets = default_secrets();
-    secrets["whatsapp"]["access_token"] = json!(ACCESS_TOKEN);
-    secrets["whatsapp"]["phone_number_id"] = json!(PHONE_NUMBER_ID);
-    secrets["whatsapp"]["graph_base_url"] = json!(graph.uri());
+    let secrets = graph_secrets(&graph.uri(), ACCESS_TOKEN);
     let app = spawn_app_with(secrets).await;
     let res = app.send(&with_email_fallback("+5511999990095"), None).await;
     assert_eq!(res.status(), 202);
@@ -80,10 +77,7 @@ async fn metas_failed_status_hands_over_once_however_often_it_comes() {
         })))
         .mount(&graph)
         .await;
-    let mut secrets = default_secrets();
-    secrets["whatsapp"]["access_token"] = json!(ACCESS_TOKEN);
-    secrets["whatsapp"]["phone_number_id"] = json!(PHONE_NUMBER_ID);
-    secrets["whatsapp"]["graph_base_url"] = json!(graph.uri());
+    let secrets = graph_secrets(&graph.uri(), ACCESS_TOKEN);
     let app = spawn_app_with(secrets).await;
     let res = app.send(&with_email_fallback("+5511999990096"), None).await;
     let id = res.json::<Value>().await.unwrap()["id"]

@@ -1,10 +1,8 @@
 //! The send path on the local runtime over HTTP: send API → embedded outbound queue →
 //! in-process dispatch → WhatsApp (sandbox or the Graph API on wiremock) → delivery state.
 
-use carteiro_e2e::local::{TestApp, default_secrets, spawn_app, spawn_app_with};
-use carteiro_e2e::webhooks::{
-    ACCESS_TOKEN, APP_SECRET, OTHER_API_KEY, PHONE_NUMBER_ID, sign, status_payload,
-};
+use carteiro_e2e::local::{TestApp, graph_secrets, spawn_app, spawn_app_with};
+use carteiro_e2e::webhooks::{ACCESS_TOKEN, APP_SECRET, OTHER_API_KEY, sign, status_payload};
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -33,12 +31,7 @@ fn meta_error(status: u16, code: i64, details: &str) -> ResponseTemplate {
 
 /// A gateway whose WhatsApp secret points at `graph` with `token`.
 async fn app_with_graph(graph: &MockServer, token: &str) -> TestApp {
-    let mut secrets = default_secrets();
-    secrets["whatsapp"]["access_token"] = json!(token);
-    secrets["whatsapp"]["phone_number_id"] = json!(PHONE_NUMBER_ID);
-    secrets["whatsapp"]["graph_base_url"] = json!(graph.uri());
-    secrets["whatsapp"]["graph_api_version"] = json!("v23.0");
-    spawn_app_with(secrets).await
+    spawn_app_with(graph_secrets(&graph.uri(), token)).await
 }
 
 async fn accepted_id(res: reqwest::Response) -> String {

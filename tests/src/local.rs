@@ -143,6 +143,18 @@ pub fn default_secrets() -> serde_json::Value {
     })
 }
 
+/// The test secrets with WhatsApp sent through a Graph API at `graph_uri` (wiremock) with
+/// the access token `token`.
+pub fn graph_secrets(graph_uri: &str, token: &str) -> serde_json::Value {
+    let mut secrets = default_secrets();
+    let w = &mut secrets["whatsapp"];
+    w["access_token"] = json!(token);
+    w["phone_number_id"] = json!(crate::webhooks::PHONE_NUMBER_ID);
+    w["graph_base_url"] = json!(graph_uri);
+    w["graph_api_version"] = json!("v23.0");
+    secrets
+}
+
 /// Starts the local runtime with the test secrets in a fresh data directory.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(default_secrets()).await
