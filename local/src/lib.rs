@@ -176,6 +176,7 @@ impl Application {
                 settings: settings.inbound.clone(),
                 events: Some(events.clone()),
                 outbound: Some(outbound.clone()),
+                suppressions: Some(Arc::new(db.suppressions())),
             },
             sweep: SweepContext {
                 store: store.clone(),
@@ -192,6 +193,7 @@ impl Application {
                 templates: Arc::new(EmailTemplates::embedded()),
                 settings: settings.send_api.clone(),
                 limits: Some(Arc::new(db.limits())),
+                suppressions: Some(Arc::new(db.suppressions())),
             },
             dispatch: DispatchContext {
                 store,
@@ -201,6 +203,7 @@ impl Application {
                 settings: settings.dispatch.clone(),
                 events: Some(events),
                 limits: Some(Arc::new(db.limits())),
+                suppressions: Some(Arc::new(db.suppressions())),
             },
             whatsapp_sandbox,
             email_sandbox,

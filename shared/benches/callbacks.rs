@@ -119,6 +119,7 @@ async fn fixture() -> Option<Fixture> {
         },
         events: None,
         limits: None,
+        suppressions: None,
     };
     Some(Fixture {
         ctx,

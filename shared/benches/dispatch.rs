@@ -73,6 +73,7 @@ async fn fixture(concurrency: usize) -> Option<Fixture> {
         },
         events: None,
         limits: None,
+        suppressions: None,
     };
     Some(Fixture { ctx, _graph: graph })
 }

@@ -140,6 +140,9 @@ pub struct DispatchSettings {
     pub throttle_pause: Duration,
     /// The circuit breakers of the Graph API, the SMTP relay and each callback endpoint.
     pub breaker: crate::resilience::breaker::BreakerPolicy,
+    /// How long an email address a server refused as unknown (`5.1.x`) stays suppressed
+    /// (`CARTEIRO_EMAIL_SUPPRESSION`, default 30 days).
+    pub email_suppression: Duration,
 }
 
 impl Default for DispatchSettings {
@@ -154,6 +157,7 @@ impl Default for DispatchSettings {
             pair_rate: PAIR_RATE,
             throttle_pause: Duration::from_secs(1),
             breaker: crate::resilience::breaker::BreakerPolicy::default(),
+            email_suppression: Duration::from_secs(30 * 86_400),
         }
     }
 }
@@ -225,6 +229,10 @@ impl DispatchSettings {
             retry: retry_policy_from_env(env)?,
             callback_retry: callback_retry_from_env(env)?,
             whatsapp_mps: env.number_in("CARTEIRO_WHATSAPP_MPS", 80, 1, 1_000)? as f64,
+            email_suppression: env.duration_or(
+                "CARTEIRO_EMAIL_SUPPRESSION",
+                Duration::from_secs(30 * 86_400),
+            )?,
             ..Self::default()
         })
     }

@@ -1,12 +1,14 @@
-//! Fallbacks: when a delivery fails for good (a permanent refusal, retries spent, or Meta's
-//! `failed` status) and its send body gave a `fallback` chain, the next path is created as a
+//! Fallbacks: when a delivery fails for good (a permanent refusal, retries spent, Meta's
+//! `failed` status, a suppressed recipient, a circuit open past `fallback_after`) or a WhatsApp
+//! message is not delivered within `if_not_delivered_within`, and its send body gave a
+//! `fallback` chain, the next path is created as a
 //! delivery of its own — another channel, another template — linked to the one it stands in
 //! for, and queued. Its id is derived from the failed one's, so the step is taken once however
 //! often the failure is seen (a redelivered job, a repeated webhook); a crash between creating
 //! and queueing it leaves a `queued` record the sweeper queues.
 
 use crate::dispatch::enqueue;
-use crate::domain::delivery::{DeliveryRecord, DeliveryStatus};
+use crate::domain::delivery::DeliveryRecord;
 use crate::domain::job::DispatchJob;
 use crate::domain::time::Timestamp;
 use crate::ports::queue::{Queue, QueueError};
@@ -29,7 +31,7 @@ pub async fn take_step(
     record: &DeliveryRecord,
     now: Timestamp,
 ) -> Result<Option<DeliveryRecord>, FallbackError> {
-    if !matches!(record.status, DeliveryStatus::Failed | DeliveryStatus::Dead) {
+    if !record.fallback_due() {
         return Ok(None);
     }
     let Some(next) = record.fallback_delivery(now) else {

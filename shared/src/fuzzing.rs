@@ -208,7 +208,7 @@ pub fn send_input(data: &[u8]) -> Result<(), Violation> {
             return violation(format!("payload changed in a JSON round trip: {json}"));
         }
         match (&payload, message) {
-            (DeliveryPayload::WhatsappGraphV1 { body }, _) => {
+            (DeliveryPayload::WhatsappGraphV1 { body, .. }, _) => {
                 if body["biz_opaque_callback_data"] != id.as_str() {
                     return violation(format!("the Graph body lost Carteiro's id: {body}"));
                 }
@@ -254,6 +254,8 @@ fn check_mime(email: &crate::domain::message::EmailMessage) -> Result<(), Violat
         smtp_password: None,
         from_email: "Loja <loja@example.com>".to_owned(),
         use_ssl: false,
+        rate_limit: None,
+        relays: Vec::new(),
     };
     static MAILER: std::sync::OnceLock<Option<SmtpMailer>> = std::sync::OnceLock::new();
     let mailer = MAILER.get_or_init(|| {

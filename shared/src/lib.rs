@@ -30,5 +30,6 @@ pub mod redrive;
 pub mod resilience;
 pub mod secrets;
 pub mod send_api;
+pub mod suppression;
 pub mod sweeper;
 pub mod tls;

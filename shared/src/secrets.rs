@@ -68,6 +68,62 @@ pub struct SmtpSecret {
     /// Implicit TLS (port 465). Otherwise STARTTLS is required, except towards loopback hosts.
     #[serde(default)]
     pub use_ssl: bool,
+    /// Messages a second this server takes, shared by every instance (SES's sending quota).
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitSetting>,
+    /// Further relays a message (or a fallback) names by `"relay"`, to fail over to.
+    #[serde(default)]
+    pub relays: Vec<SmtpRelay>,
+}
+
+/// One further relay of the `smtp` secret: a server of its own, `from_email` defaulting to the
+/// secret's.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SmtpRelay {
+    pub id: String,
+    pub smtp_host: String,
+    #[serde(default = "default_smtp_port")]
+    pub smtp_port: u16,
+    #[serde(default)]
+    pub smtp_user: Option<String>,
+    #[serde(default)]
+    pub smtp_password: Option<SecretString>,
+    #[serde(default)]
+    pub from_email: Option<String>,
+    #[serde(default)]
+    pub use_ssl: bool,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitSetting>,
+}
+
+pub use crate::domain::message::PRIMARY_RELAY;
+
+impl SmtpSecret {
+    /// The relay `id` names (the secret's own server for `None` or [`PRIMARY_RELAY`]), as a
+    /// secret of its own with no further relays; `None` when the secret has no such relay.
+    pub fn relay(&self, id: Option<&str>) -> Option<Self> {
+        let id = id.unwrap_or(PRIMARY_RELAY);
+        if id == PRIMARY_RELAY {
+            return Some(Self {
+                relays: Vec::new(),
+                ..self.clone()
+            });
+        }
+        let r = self.relays.iter().find(|r| r.id == id)?;
+        Some(Self {
+            smtp_host: r.smtp_host.clone(),
+            smtp_port: r.smtp_port,
+            smtp_user: r.smtp_user.clone(),
+            smtp_password: r.smtp_password.clone(),
+            from_email: r
+                .from_email
+                .clone()
+                .unwrap_or_else(|| self.from_email.clone()),
+            use_ssl: r.use_ssl,
+            rate_limit: r.rate_limit,
+            relays: Vec::new(),
+        })
+    }
 }
 
 fn default_smtp_port() -> u16 {
@@ -83,16 +139,28 @@ pub struct ApiKey {
     /// `POST /v1/messages` requests this key may make, shared by every instance; absent: no
     /// limit.
     #[serde(default)]
-    pub rate_limit: Option<ApiKeyRateLimit>,
+    pub rate_limit: Option<RateLimitSetting>,
 }
 
-/// `"rate_limit": {"per_second": 10, "burst": 20}` on an API key.
+/// `"rate_limit": {"per_second": 10, "burst": 20}` on an API key or an SMTP relay.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-pub struct ApiKeyRateLimit {
+pub struct RateLimitSetting {
     pub per_second: f64,
     /// Requests allowed at once after a quiet spell; default: one second's worth (at least 1).
     #[serde(default)]
     pub burst: Option<f64>,
+}
+
+impl RateLimitSetting {
+    /// The bucket it describes; `None` for a rate of 0 or less (no limit).
+    pub fn rate(&self) -> Option<crate::resilience::rate::Rate> {
+        (self.per_second > 0.0).then(|| {
+            crate::resilience::rate::Rate::new(
+                self.per_second,
+                self.burst.unwrap_or(self.per_second.ceil()),
+            )
+        })
+    }
 }
 
 /// The `api_keys` document.

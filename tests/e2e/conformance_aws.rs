@@ -771,3 +771,11 @@ async fn aws_limits_a_paused_bucket_gives_nothing_until_the_pause_ends() {
     conformance::limits_a_paused_bucket_gives_nothing_until_the_pause_ends(&dynamo_limits().await)
         .await;
 }
+
+#[tokio::test]
+async fn aws_suppressions_are_kept_listed_lapse_and_go() {
+    let m = moto();
+    let table = m.create_table().await;
+    let store = carteiro_shared::adapters::aws::DynamoSuppressions::new(m.dynamodb().await, table);
+    conformance::suppressions_are_kept_listed_lapse_and_go(&store).await;
+}

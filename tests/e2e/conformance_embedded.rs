@@ -606,3 +606,11 @@ async fn limits_a_paused_bucket_gives_nothing_until_the_pause_ends() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn suppressions_are_kept_listed_lapse_and_go() {
+    conformance::suppressions_are_kept_listed_lapse_and_go(
+        &EmbeddedDb::in_memory().unwrap().suppressions(),
+    )
+    .await;
+}

@@ -147,6 +147,7 @@ fn dispatch_ctx(
         settings: settings(unknown_wait),
         events: None,
         limits: None,
+        suppressions: None,
     }
 }
 
@@ -306,6 +307,7 @@ async fn an_ambiguous_send_is_settled_by_its_status_webhook_without_a_second_cal
         settings: Default::default(),
         events: None,
         outbound: None,
+        suppressions: None,
     };
     let payload = carteiro_e2e::webhooks::status_payload(
         "wamid.AMBIGUOUS",
@@ -517,6 +519,7 @@ async fn a_queue_outage_leaves_a_queued_record_and_the_idempotent_retry_queues_i
         templates: Arc::new(carteiro_shared::providers::templates::EmailTemplates::embedded()),
         settings: Default::default(),
         limits: None,
+        suppressions: None,
     };
     let post = || {
         http::Request::builder()

@@ -152,6 +152,7 @@ fn dispatch_ctx(store: Arc<dyn DeliveryStore>, outbound: Arc<dyn Queue>) -> Disp
         settings: Default::default(),
         events: None,
         limits: None,
+        suppressions: None,
     }
 }
 
@@ -224,6 +225,7 @@ async fn dispatch_and_inbound_report_exactly_the_messages_whose_store_calls_fail
         settings: Default::default(),
         events: None,
         outbound: None,
+        suppressions: None,
     };
     let mut events = Vec::new();
     for (n, r) in records.iter().enumerate() {

@@ -87,6 +87,7 @@ async fn n_unique_messages_in_n_unique_acceptances_out_despite_provider_faults()
         templates: Arc::new(EmailTemplates::embedded()),
         settings: SendApiSettings::default(),
         limits: None,
+        suppressions: None,
     };
     let dispatch = DispatchContext {
         store: store.clone(),
@@ -111,6 +112,7 @@ async fn n_unique_messages_in_n_unique_acceptances_out_despite_provider_faults()
         },
         events: None,
         limits: None,
+        suppressions: None,
     };
 
     let mut ids = Vec::new();

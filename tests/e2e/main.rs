@@ -24,3 +24,4 @@ mod send_local;
 mod send_rate_limit;
 mod service_window;
 mod status_ordering;
+mod suppressions;

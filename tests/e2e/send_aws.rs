@@ -73,6 +73,7 @@ pub async fn send_stack(graph: &MockServer) -> SendStack {
             templates: Arc::new(EmailTemplates::embedded()),
             settings: SendApiSettings::default(),
             limits: None,
+            suppressions: None,
         },
         dispatch: DispatchContext {
             store: Arc::new(store.clone()),
@@ -88,6 +89,7 @@ pub async fn send_stack(graph: &MockServer) -> SendStack {
             settings: DispatchSettings::default(),
             events: None,
             limits: None,
+            suppressions: None,
         },
         outbound,
         store,

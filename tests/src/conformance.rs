@@ -1116,3 +1116,132 @@ pub async fn limits_a_paused_bucket_gives_nothing_until_the_pause_ends(
         Decision::Allowed { .. }
     ));
 }
+
+// ---- The suppressions port ---------------------------------------------------------------------
+
+/// Suppressions: written over each other, read until they lapse, listed in key order a page at
+/// a time, removed.
+pub async fn suppressions_are_kept_listed_lapse_and_go(
+    store: &dyn carteiro_shared::ports::suppressions::SuppressionStore,
+) {
+    use carteiro_shared::domain::suppression::{SuppressedChannel, Suppression, SuppressionScope};
+    let now = Timestamp::now();
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    let make = |channel, address: String, until: Option<Timestamp>| Suppression {
+        channel,
+        address,
+        scope: SuppressionScope::All,
+        reason: "smtp_5.1.1".into(),
+        since: now,
+        until,
+        message_id: None,
+    };
+    let later = Some(now.plus(Duration::from_secs(600)));
+    let lapsed = Some(Timestamp::from_millis(now.as_millis() - 1_000));
+    let email = |n: u32| format!("{run}-{n}@example.com");
+    for n in 0..5 {
+        store
+            .put_suppression(&make(SuppressedChannel::Email, email(n), later))
+            .await
+            .unwrap();
+    }
+    store
+        .put_suppression(&make(SuppressedChannel::Email, email(9), lapsed))
+        .await
+        .unwrap();
+    let wa = format!(
+        "55119{}",
+        &run[..8]
+            .bytes()
+            .map(|b| (b % 10).to_string())
+            .collect::<String>()
+    );
+    let marketing = Suppression {
+        scope: SuppressionScope::Marketing,
+        reason: "user_preferences".into(),
+        ..make(SuppressedChannel::Whatsapp, wa.clone(), None)
+    };
+    store.put_suppression(&marketing).await.unwrap();
+
+    // Read back; a lapsed one is absent.
+    assert_eq!(
+        store
+            .get_suppression(SuppressedChannel::Whatsapp, &wa)
+            .await
+            .unwrap(),
+        Some(marketing.clone())
+    );
+    assert_eq!(
+        store
+            .get_suppression(SuppressedChannel::Email, &email(9))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .get_suppression(SuppressedChannel::Whatsapp, &email(0))
+            .await
+            .unwrap(),
+        None,
+        "keyed by channel too"
+    );
+    // Written again: replaced.
+    let renewed = Suppression {
+        reason: "smtp_5.1.10".into(),
+        ..make(SuppressedChannel::Email, email(0), later)
+    };
+    store.put_suppression(&renewed).await.unwrap();
+    assert_eq!(
+        store
+            .get_suppression(SuppressedChannel::Email, &email(0))
+            .await
+            .unwrap(),
+        Some(renewed)
+    );
+
+    // Listed in key order, two at a time, lapsed ones left out.
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..100 {
+        let page = store.list_suppressions(after.as_deref(), 2).await.unwrap();
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.iter().map(Suppression::key));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let mine: Vec<String> = seen
+        .iter()
+        .filter(|k| k.contains(&run) || k.ends_with(&wa))
+        .cloned()
+        .collect();
+    let mut want: Vec<String> = (0..5).map(|n| format!("email/{}", email(n))).collect();
+    want.push(format!("whatsapp/{wa}"));
+    assert_eq!(mine, want);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted, "key order");
+
+    // Removed: gone, and a second delete says so.
+    assert!(
+        store
+            .delete_suppression(SuppressedChannel::Whatsapp, &wa)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_suppression(SuppressedChannel::Whatsapp, &wa)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .get_suppression(SuppressedChannel::Whatsapp, &wa)
+            .await
+            .unwrap(),
+        None
+    );
+}

@@ -25,6 +25,11 @@ fn python() -> PathBuf {
 
 impl SmtpServer {
     pub fn start() -> Self {
+        Self::start_failing(&[])
+    }
+
+    /// A server that answers `reply` to `verb` (`RCPT`, `MAIL`, `DATA`) for `address`.
+    pub fn start_failing(failures: &[(&str, &str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let script =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tests/it/smtp_server.py");
@@ -33,6 +38,11 @@ impl SmtpServer {
             .args(["--dir"])
             .arg(dir.path())
             .args(["--mode", "plain"])
+            .args(
+                failures
+                    .iter()
+                    .flat_map(|(verb, address, reply)| ["--fail", verb, address, reply]),
+            )
             // The server exits when its stdin closes, so it dies with the test process.
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

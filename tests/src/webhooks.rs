@@ -112,6 +112,7 @@ pub fn queued_whatsapp_record(created: Timestamp, text: &str) -> DeliveryRecord 
     r.payload = Some(DeliveryPayload::WhatsappGraphV1 {
         body: json!({"messaging_product": "whatsapp", "to": "5511999990001", "type": "text",
                      "text": {"body": text}, "biz_opaque_callback_data": id.as_str()}),
+        marketing: false,
     });
     r
 }

@@ -3,7 +3,7 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use carteiro_shared::adapters::aws::{
-    DynamoLimits, DynamoStore, SecretIds, SecretsManagerSource, SqsQueue,
+    DynamoLimits, DynamoStore, DynamoSuppressions, SecretIds, SecretsManagerSource, SqsQueue,
 };
 use carteiro_shared::callbacks::EventPublisher;
 use carteiro_shared::config::{CallbackSettings, GraphSettings, SmtpSettings};
@@ -72,6 +72,7 @@ pub async fn context_from_env(env: Env<'_>) -> Result<DispatchContext, ConfigErr
         settings: DispatchSettings::from_env(env)?,
         events: Some(events),
         limits: Some(Arc::new(DynamoLimits::from_env(&sdk, env)?)),
+        suppressions: Some(Arc::new(DynamoSuppressions::from_env(&sdk, env)?)),
     })
 }
 

@@ -2,7 +2,9 @@
 //! partial batch failures so only the failed events are redelivered.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use carteiro_shared::adapters::aws::{DynamoStore, SecretIds, SecretsManagerSource, SqsQueue};
+use carteiro_shared::adapters::aws::{
+    DynamoStore, DynamoSuppressions, SecretIds, SecretsManagerSource, SqsQueue,
+};
 use carteiro_shared::callbacks::EventPublisher;
 use carteiro_shared::config::{CallbackSettings, ConfigError, Env, InboundSettings};
 use carteiro_shared::inbound::{self, InboundContext};
@@ -46,6 +48,7 @@ pub async fn context_from_env(env: Env<'_>) -> Result<InboundContext, ConfigErro
             env,
             "CARTEIRO_OUTBOUND_QUEUE_URL",
         )?)),
+        suppressions: Some(Arc::new(DynamoSuppressions::from_env(&sdk, env)?)),
     })
 }
 

@@ -1,7 +1,7 @@
 //! The send-api Lambda: API Gateway (HTTP API, payload v2) → [`carteiro_shared::send_api`].
 
 use carteiro_shared::adapters::aws::{
-    DynamoLimits, DynamoStore, SecretIds, SecretsManagerSource, SqsQueue,
+    DynamoLimits, DynamoStore, DynamoSuppressions, SecretIds, SecretsManagerSource, SqsQueue,
 };
 use carteiro_shared::config::{ConfigError, Env};
 use carteiro_shared::lambda::serve_http;
@@ -32,6 +32,7 @@ pub async fn context_from_env(env: Env<'_>) -> Result<SendApiContext, ConfigErro
         templates: Arc::new(EmailTemplates::embedded()),
         settings: SendApiSettings::from_env(env)?,
         limits: Some(Arc::new(DynamoLimits::from_env(&sdk, env)?)),
+        suppressions: Some(Arc::new(DynamoSuppressions::from_env(&sdk, env)?)),
     })
 }
 

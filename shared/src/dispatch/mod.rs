@@ -48,6 +48,9 @@ pub struct DispatchContext {
     pub events: Option<EventPublisher>,
     /// Where the send rate limits are counted; `None` sends as fast as the queue allows.
     pub limits: Option<Arc<dyn LimitStore>>,
+    /// Who is not to be sent to (checked before each attempt, taught by refusals); `None`
+    /// checks nobody.
+    pub suppressions: Option<Arc<dyn crate::ports::suppressions::SuppressionStore>>,
 }
 
 /// How long a delivery waiting for the one before it (an ordered callback) waits between looks.
@@ -63,6 +66,9 @@ pub enum Dispatched {
     /// A retry is not due yet; the job went back on the queue with the remaining delay, or
     /// waits in the store for the sweeper.
     Deferred,
+    /// Ended `failed` without an attempt: its recipient is suppressed, or its circuit stayed
+    /// open past its `fallback_after` (its fallback, if any, is on its way).
+    Refused,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +132,17 @@ async fn dispatch_job(
         enqueue(ctx.outbound.as_ref(), &job, wait).await?;
         return Ok(Dispatched::Deferred);
     }
+    if let Some(s) = suppressed(ctx, &current, &job, now).await {
+        return refuse(ctx, current, crate::suppression::refusal(&s)).await;
+    }
     if let Some(wait) = circuit_open(ctx, &current, &job, ctx.clock.now()).await {
+        if current.circuit_fallback_due(ctx.clock.now()) {
+            let error = DeliveryError::carteiro(
+                "circuit_open",
+                "the provider's circuit breaker stayed open past the message's fallback_after",
+            );
+            return refuse(ctx, current, error).await;
+        }
         note_deferral(ctx, &current, "circuit_open", ctx.clock.now(), wait).await?;
         enqueue(ctx.outbound.as_ref(), &job, wait).await?;
         return Ok(Dispatched::Deferred);
@@ -220,15 +236,25 @@ async fn dispatch_job(
     .await?;
     let record = finished.record;
     note_health(ctx, &record, &attempt).await;
+    if let AttemptResult::Failed { error } = &result {
+        crate::suppression::learn(
+            ctx.suppressions.as_deref(),
+            &record,
+            error,
+            ctx.clock.now(),
+            ctx.settings.email_suppression,
+        )
+        .await;
+    }
     // The number went too fast (130429): stop its bucket for a moment, for every instance.
     if attempt.outcome == FailureClass::Throttled.as_str()
         && record.channel == crate::domain::delivery::Channel::Whatsapp
         && let Some(limits) = &ctx.limits
     {
-        let paused = rate::pause(
+        let paused = rate::pause_sharded(
             limits.as_ref(),
             SENDER_BUCKET,
-            rate::per_second_ceiling(ctx.settings.whatsapp_mps),
+            ctx.settings.whatsapp_mps,
             ctx.settings.throttle_pause,
             ctx.clock.now(),
         );
@@ -288,18 +314,10 @@ fn claimable_now(record: &DeliveryRecord, job: &DispatchJob, now: Timestamp) -> 
     due && record.lease_expires_at.is_none()
 }
 
-/// The circuit breaker a record's provider endpoint has: the Graph API, the SMTP relay, or
-/// its callback endpoint.
+/// The circuit breaker of a record's provider endpoint: the Graph API, its SMTP relay, or its
+/// callback endpoint.
 fn breaker_key(record: &DeliveryRecord) -> Option<String> {
-    match record.payload.as_ref()? {
-        crate::domain::payload::DeliveryPayload::WhatsappGraphV1 { .. } => {
-            Some("breaker:whatsapp".to_owned())
-        }
-        crate::domain::payload::DeliveryPayload::EmailV1 { .. } => Some("breaker:smtp".to_owned()),
-        crate::domain::payload::DeliveryPayload::WebhookV1 { endpoint_id, .. } => {
-            Some(format!("breaker:webhook:{endpoint_id}"))
-        }
-    }
+    Some(format!("breaker:{}", record.payload.as_ref()?.endpoint()))
 }
 
 /// How long a due attempt must wait because its endpoint's breaker is open (or another worker
@@ -362,29 +380,87 @@ async fn over_limit(
     if !claimable_now(record, job, now) {
         return None;
     }
-    let to = record.payload.as_ref()?.whatsapp_recipient()?;
-    let buckets = [
-        (
-            "whatsapp_throughput",
-            SENDER_BUCKET.to_owned(),
-            rate::per_second_ceiling(ctx.settings.whatsapp_mps),
-        ),
-        (
-            "whatsapp_pair",
-            format!("whatsapp:pair:{to}"),
-            ctx.settings.pair_rate,
-        ),
-    ];
-    for (limit, key, shape) in buckets {
-        match rate::take(limits.as_ref(), &key, shape, 1.0, now).await {
-            Ok(Decision::Allowed { .. }) => {}
-            Ok(Decision::Limited { retry_after, .. }) => return Some((limit, retry_after)),
-            Err(e) => {
-                tracing::warn!(error = %e, limit, "rate limit not counted: the limits store is unavailable");
+    let payload = record.payload.as_ref()?;
+    let verdict = if let Some(to) = payload.whatsapp_recipient() {
+        // The number's throughput first (sharded past one document's share), then the pair.
+        // A random first shard spreads the instances over them.
+        let start: u32 = rand::random();
+        let sender = rate::take_sharded(
+            limits.as_ref(),
+            SENDER_BUCKET,
+            ctx.settings.whatsapp_mps,
+            start,
+            now,
+        );
+        match sender.await {
+            Ok(Decision::Allowed { .. }) => {
+                let pair = format!("whatsapp:pair:{to}");
+                rate::take(limits.as_ref(), &pair, ctx.settings.pair_rate, 1.0, now)
+                    .await
+                    .map(|d| ("whatsapp_pair", d))
             }
+            other => other.map(|d| ("whatsapp_throughput", d)),
+        }
+    } else {
+        // A relay's own rate (the smtp secret's `rate_limit`), when it has one.
+        let shape = ctx.providers.rate(payload).await?;
+        rate::take(limits.as_ref(), &payload.endpoint(), shape, 1.0, now)
+            .await
+            .map(|d| ("relay_rate", d))
+    };
+    match verdict {
+        Ok((_, Decision::Allowed { .. })) => None,
+        Ok((limit, Decision::Limited { retry_after, .. })) => Some((limit, retry_after)),
+        Err(e) => {
+            tracing::warn!(error = %e, "rate limit not counted: the limits store is unavailable");
+            None
         }
     }
-    None
+}
+
+/// The suppression that holds back a due attempt's recipient, if any. A store that cannot be
+/// reached lets the attempt through (logged): the provider refuses a suppressed recipient too.
+async fn suppressed(
+    ctx: &DispatchContext,
+    record: &DeliveryRecord,
+    job: &DispatchJob,
+    now: Timestamp,
+) -> Option<crate::domain::suppression::Suppression> {
+    let store = ctx.suppressions.as_ref()?;
+    if !claimable_now(record, job, now) {
+        return None;
+    }
+    match crate::suppression::check(store.as_ref(), record.payload.as_ref()?).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, "suppressions not consulted: the store is unavailable");
+            None
+        }
+    }
+}
+
+/// Ends a waiting record `failed` with `error` without an attempt (a suppressed recipient, a
+/// circuit open past `fallback_after`), and takes its fallback.
+async fn refuse(
+    ctx: &DispatchContext,
+    record: DeliveryRecord,
+    error: DeliveryError,
+) -> Result<Dispatched, DispatchError> {
+    let code = error.code.clone();
+    let refused = update_from(ctx.store.as_ref(), record, |r| {
+        if r.refuse(error.clone(), ctx.clock.now()) {
+            Change::Write(true)
+        } else {
+            Change::Keep(false)
+        }
+    })
+    .await?;
+    if !refused.value {
+        return Ok(Dispatched::Skipped("not claimable"));
+    }
+    tracing::info!(code = code.as_str(), "message refused before an attempt");
+    publish_outcome(ctx, &refused.record).await?;
+    Ok(Dispatched::Refused)
 }
 
 /// Notes on the record that a due attempt was put off (no attempt, nothing of the budget).

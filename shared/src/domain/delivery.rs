@@ -178,6 +178,22 @@ pub struct FallbackStep {
     pub payload: DeliveryPayload,
 }
 
+/// When a fallback is taken before its path fails on its own: the send body's
+/// `fallback_after` (a message still held back by an open circuit breaker that long after
+/// acceptance) and `if_not_delivered_within` (a WhatsApp message not `delivered` that long
+/// after acceptance).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FallbackRules {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_within_ms: Option<u64>,
+}
+
+/// Why a fallback was taken while its path had not failed: its WhatsApp message was not
+/// delivered in time.
+pub const NOT_DELIVERED_IN_TIME: &str = "not_delivered_in_time";
+
 /// The id of the delivery that takes over when `id` fails for good: derived, so the step is
 /// taken once however often the failure is seen.
 pub fn fallback_id(id: &MessageId) -> MessageId {
@@ -345,6 +361,13 @@ pub struct DeliveryRecord {
     /// For a fallback: the delivery whose failure it stands in for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_of: Option<MessageId>,
+    /// When to take the fallback early.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_rules: Option<FallbackRules>,
+    /// Set when the fallback was taken although this path had not failed
+    /// ([`NOT_DELIVERED_IN_TIME`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
     /// Times a due attempt was put off because a rate limit was reached (not attempts: they
     /// spend nothing of the retry budget).
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -394,6 +417,8 @@ impl DeliveryRecord {
             job_not_queued: false,
             fallbacks: Vec::new(),
             fallback_of: None,
+            fallback_rules: None,
+            fallback_reason: None,
             deferrals: 0,
             last_deferral: None,
             after: None,
@@ -417,6 +442,7 @@ impl DeliveryRecord {
         next.correlation_id.clone_from(&self.correlation_id);
         next.fallbacks = rest.to_vec();
         next.fallback_of = Some(self.id.clone());
+        next.fallback_rules = self.fallback_rules;
         Some(next)
     }
 
@@ -453,6 +479,7 @@ impl DeliveryRecord {
             DeliveryStatus::Queued => Some(self.next_attempt_at.unwrap_or(self.created_at)),
             DeliveryStatus::RetryScheduled => Some(self.next_attempt_at.unwrap_or(self.updated_at)),
             DeliveryStatus::Sending => Some(self.lease_expires_at.unwrap_or(self.updated_at)),
+            DeliveryStatus::Sent => self.delivery_deadline(),
             _ => None,
         }
     }
@@ -481,6 +508,57 @@ impl DeliveryRecord {
         self.status = DeliveryStatus::RetryScheduled;
         self.lease_expires_at = None;
         self.next_attempt_at = Some(until.plus(wait));
+        self.updated_at = now;
+        true
+    }
+
+    /// Whether the next fallback step is due: this path failed for good, or was overtaken
+    /// ([`Self::fallback_reason`]).
+    pub fn fallback_due(&self) -> bool {
+        matches!(self.status, DeliveryStatus::Failed | DeliveryStatus::Dead)
+            || self.fallback_reason.is_some()
+    }
+
+    /// When a `sent` WhatsApp message must be `delivered` by, or its fallback is taken
+    /// (`if_not_delivered_within`); `None` once taken, or without a rule or a fallback.
+    pub fn delivery_deadline(&self) -> Option<Timestamp> {
+        if self.channel != Channel::Whatsapp
+            || self.fallbacks.is_empty()
+            || self.fallback_reason.is_some()
+        {
+            return None;
+        }
+        let within = self.fallback_rules?.delivered_within_ms?;
+        Some(
+            self.created_at
+                .plus(std::time::Duration::from_millis(within)),
+        )
+    }
+
+    /// Whether a message held back by an open circuit has waited past its `fallback_after`.
+    pub fn circuit_fallback_due(&self, now: Timestamp) -> bool {
+        let Some(after) = self.fallback_rules.and_then(|r| r.after_ms) else {
+            return false;
+        };
+        !self.fallbacks.is_empty()
+            && self
+                .created_at
+                .plus(std::time::Duration::from_millis(after))
+                <= now
+    }
+
+    /// Refuses a message that is waiting (`queued` or `retry_scheduled`) without an attempt:
+    /// `failed` with `error` (a suppressed recipient, a circuit open past `fallback_after`).
+    pub fn refuse(&mut self, error: DeliveryError, now: Timestamp) -> bool {
+        if !matches!(
+            self.status,
+            DeliveryStatus::Queued | DeliveryStatus::RetryScheduled
+        ) {
+            return false;
+        }
+        self.status = DeliveryStatus::Failed;
+        self.next_attempt_at = None;
+        self.last_error = Some(error);
         self.updated_at = now;
         true
     }

@@ -9,6 +9,7 @@ pub mod job;
 pub mod message;
 pub mod outcome;
 pub mod payload;
+pub mod suppression;
 pub mod time;
 pub mod webhook;
 

@@ -16,7 +16,13 @@ use serde_json::Value;
 pub enum DeliveryPayload {
     /// The exact Graph API `/messages` body (with Carteiro's id in `biz_opaque_callback_data`).
     #[serde(rename = "whatsapp.graph.v1")]
-    WhatsappGraphV1 { body: Value },
+    WhatsappGraphV1 {
+        body: Value,
+        /// A marketing template (the send body said `"category": "marketing"`): held back from
+        /// a user who stopped marketing messages.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        marketing: bool,
+    },
     /// A checked email; the SMTP provider renders its template and builds the MIME message.
     #[serde(rename = "email.v1")]
     EmailV1 { email: EmailMessage },
@@ -36,6 +42,7 @@ impl DeliveryPayload {
         match message {
             OutboundMessage::Whatsapp(m) => Self::WhatsappGraphV1 {
                 body: m.graph_body(id.as_str()),
+                marketing: m.is_marketing(),
             },
             OutboundMessage::Email(m) => Self::EmailV1 { email: m.clone() },
         }
@@ -44,8 +51,25 @@ impl DeliveryPayload {
     /// The WhatsApp recipient (`to`, digits) of a Graph payload.
     pub fn whatsapp_recipient(&self) -> Option<&str> {
         match self {
-            Self::WhatsappGraphV1 { body } => body.get("to").and_then(Value::as_str),
+            Self::WhatsappGraphV1 { body, .. } => body.get("to").and_then(Value::as_str),
             _ => None,
+        }
+    }
+
+    /// The provider endpoint it goes through, naming its circuit breaker and rate bucket:
+    /// `whatsapp` (the number's Graph API), `smtp:<relay>` (`primary`: the `smtp` secret's own
+    /// server), `webhook:<endpoint id>`.
+    pub fn endpoint(&self) -> String {
+        match self {
+            Self::WhatsappGraphV1 { .. } => "whatsapp".to_owned(),
+            Self::EmailV1 { email } => format!(
+                "smtp:{}",
+                email
+                    .relay
+                    .as_deref()
+                    .unwrap_or(crate::domain::message::PRIMARY_RELAY)
+            ),
+            Self::WebhookV1 { endpoint_id, .. } => format!("webhook:{endpoint_id}"),
         }
     }
 

@@ -24,6 +24,7 @@ use crate::domain::delivery::{DeliveryRecord, StatusChange, StatusUpdate};
 use crate::domain::events::InboundEvent;
 use crate::domain::ids::{MessageId, Wamid};
 use crate::domain::time::Timestamp;
+use crate::domain::webhook::fields::FieldChange;
 use crate::ports::clock::Clock;
 use crate::ports::store::{
     DeliveryStore, InsertOutcome, KeptKind, KeptRecord, StateKind, StoreError,
@@ -46,6 +47,8 @@ pub struct InboundContext {
     pub events: Option<EventPublisher>,
     /// The outbound queue, for the fallback a `failed` status starts; `None` starts none.
     pub outbound: Option<Arc<dyn crate::ports::queue::Queue>>,
+    /// Where `user_preferences` stop/resume marketing; `None` keeps no suppressions.
+    pub suppressions: Option<Arc<dyn crate::ports::suppressions::SuppressionStore>>,
 }
 
 /// What processing one event did.
@@ -129,6 +132,30 @@ pub async fn process(ctx: &InboundContext, body: &str) -> Result<Outcome, Proces
             change,
         } => {
             let outcome = store_account_event(ctx, &event, now).await?;
+            if let (
+                FieldChange::UserPreferences {
+                    user_preferences, ..
+                },
+                Some(store),
+            ) = (change, &ctx.suppressions)
+            {
+                for p in user_preferences {
+                    let (Some(wa_id), Some(category), Some(value)) =
+                        (&p.wa_id, &p.category, &p.value)
+                    else {
+                        continue;
+                    };
+                    let at = p.timestamp.map_or(now, Timestamp::from_secs);
+                    crate::suppression::apply_preference(
+                        store.as_ref(),
+                        wa_id,
+                        category,
+                        value,
+                        at,
+                    )
+                    .await?;
+                }
+            }
             if let Some(app_event) = AppEvent::account(waba_id, *time, change, now) {
                 publish(ctx, &app_event, now).await?;
             }

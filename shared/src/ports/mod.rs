@@ -8,6 +8,7 @@ pub mod provider;
 pub mod queue;
 pub mod secrets;
 pub mod store;
+pub mod suppressions;
 pub mod update;
 
 pub use clock::{Clock, SystemClock};

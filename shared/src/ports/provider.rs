@@ -6,6 +6,7 @@ use crate::domain::delivery::Channel;
 use crate::domain::ids::MessageId;
 use crate::domain::outcome::{FailureClass, SendFailure, SendOutcome};
 use crate::domain::payload::DeliveryPayload;
+use crate::resilience::rate::Rate;
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -22,6 +23,12 @@ pub trait Provider: Send + Sync + Debug {
         payload: &DeliveryPayload,
         fresh_credentials: bool,
     ) -> SendOutcome;
+
+    /// The per-second rate the endpoint `payload` goes through takes, when its configuration
+    /// sets one (an SMTP relay's `rate_limit`); dispatch keeps every instance inside it.
+    async fn rate(&self, _payload: &DeliveryPayload) -> Option<Rate> {
+        None
+    }
 }
 
 /// The `Token` rule, once for every channel: send with the cached credential; if the provider
@@ -59,6 +66,11 @@ impl Providers {
     pub fn with(mut self, channel: Channel, provider: Arc<dyn Provider>) -> Self {
         self.by_channel.insert(channel, provider);
         self
+    }
+
+    /// The configured rate of the endpoint `payload` goes through, if any.
+    pub async fn rate(&self, payload: &DeliveryPayload) -> Option<Rate> {
+        self.by_channel.get(&payload.channel())?.rate(payload).await
     }
 
     /// Sends through the channel's provider, applying the token rule.

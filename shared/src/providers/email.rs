@@ -221,6 +221,11 @@ enum TransportError {
         error: lettre::transport::smtp::Error,
         stage: Stage,
     },
+    /// The server refused one recipient at RCPT.
+    Refused {
+        error: lettre::transport::smtp::Error,
+        address: String,
+    },
     /// Our timeout elapsed.
     Timeout { stage: Stage },
     /// The message needs an extension the server lacks (SMTPUTF8, 8BITMIME).
@@ -593,12 +598,23 @@ impl SmtpMailer {
         )
         .await?;
         for to in envelope.to() {
-            bounded(
+            let answered = bounded(
                 timeout,
                 Stage::Envelope,
                 conn.command(Rcpt::new(to.clone(), Vec::new())),
             )
-            .await?;
+            .await;
+            match answered {
+                Err(TransportError::Smtp { error, .. }) if error.status().is_some() => {
+                    return Err(TransportError::Refused {
+                        error,
+                        address: to.to_string(),
+                    });
+                }
+                other => {
+                    other?;
+                }
+            }
         }
         bounded(timeout, Stage::Envelope, conn.command(Data)).await?;
         bounded(timeout, Stage::Content, conn.message(content)).await
@@ -665,6 +681,15 @@ fn transport_failure(err: &TransportError) -> SendFailure {
                 failure(error)
             }
         }
+        // The refused address goes with the enhanced code, so an unknown one can be suppressed.
+        TransportError::Refused { error, address } => {
+            let mut f = failure(error);
+            f.error.details = Some(match f.error.details.take() {
+                Some(enhanced) => format!("{enhanced} {RCPT_PREFIX}{address}"),
+                None => format!("{RCPT_PREFIX}{address}"),
+            });
+            f
+        }
         TransportError::Timeout {
             stage: Stage::Content,
         } => ambiguous("timed out".to_owned()),
@@ -696,6 +721,7 @@ fn transport_failure(err: &TransportError) -> SendFailure {
 }
 
 use super::smtp_reply::failure;
+use crate::domain::suppression::RCPT_PREFIX;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -711,6 +737,8 @@ mod tests {
             smtp_password: Some(SecretString::from("pa55w0rd-very-secret")),
             from_email: "Carteiro <noreply@carteiro.example>".to_owned(),
             use_ssl,
+            rate_limit: None,
+            relays: Vec::new(),
         }
     }
 

@@ -45,6 +45,8 @@ impl EmailOutbox {
             smtp_password: None,
             from_email: SANDBOX_FROM.to_owned(),
             use_ssl: false,
+            rate_limit: None,
+            relays: Vec::new(),
         };
         Ok(Self {
             builder: SmtpMailer::new(&secret, &SmtpSettings::default(), options)?,

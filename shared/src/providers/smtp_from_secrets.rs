@@ -8,10 +8,12 @@ use crate::domain::payload::DeliveryPayload;
 use crate::ports::provider::Provider;
 use crate::providers::email::{EmailSender, MailerOptions, SmtpMailer};
 use crate::providers::{FailureClass, SendFailure, SendOutcome, secret_failure};
-use crate::secrets::{Secrets, SmtpSecret};
+use crate::resilience::rate::Rate;
+use crate::secrets::{PRIMARY_RELAY, Secrets, SmtpSecret};
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
@@ -21,8 +23,8 @@ pub struct SmtpFromSecrets {
     secrets: Secrets,
     settings: SmtpSettings,
     options: MailerOptions,
-    /// The mailer and a digest of the secret it was built from.
-    current: Mutex<Option<(String, Arc<SmtpMailer>)>>,
+    /// Per relay id: the mailer and a digest of the secret it was built from.
+    current: Mutex<HashMap<String, (String, Arc<SmtpMailer>)>>,
 }
 
 impl SmtpFromSecrets {
@@ -31,19 +33,31 @@ impl SmtpFromSecrets {
             secrets,
             settings,
             options,
-            current: Mutex::new(None),
+            current: Mutex::new(HashMap::new()),
         }
     }
 
-    async fn mailer(&self, refresh: bool) -> Result<Arc<SmtpMailer>, SendFailure> {
-        let secret = self
+    async fn mailer(
+        &self,
+        relay: Option<&str>,
+        refresh: bool,
+    ) -> Result<Arc<SmtpMailer>, SendFailure> {
+        let whole = self
             .secrets
             .smtp(refresh)
             .await
             .map_err(|e| secret_failure(&e, "smtp_not_configured"))?;
+        let id = relay.unwrap_or(PRIMARY_RELAY);
+        let Some(secret) = whole.relay(Some(id)) else {
+            return Err(SendFailure::carteiro(
+                FailureClass::Permanent,
+                "relay_not_configured",
+                format!("the smtp secret has no relay {id:?}"),
+            ));
+        };
         let digest = fingerprint(&secret);
         let mut current = self.current.lock().await;
-        if let Some((known, mailer)) = current.as_ref()
+        if let Some((known, mailer)) = current.get(id)
             && *known == digest
         {
             return Ok(mailer.clone());
@@ -57,7 +71,7 @@ impl SmtpFromSecrets {
                     e.to_string(),
                 )
             })?;
-        *current = Some((digest, mailer.clone()));
+        current.insert(id.to_owned(), (digest, mailer.clone()));
         Ok(mailer)
     }
 }
@@ -73,10 +87,18 @@ impl Provider for SmtpFromSecrets {
         let DeliveryPayload::EmailV1 { email } = payload else {
             return SendOutcome::Failed(crate::providers::wrong_channel(payload));
         };
-        match self.mailer(fresh_credentials).await {
+        match self.mailer(email.relay.as_deref(), fresh_credentials).await {
             Ok(mailer) => mailer.send(email).await,
             Err(failure) => SendOutcome::Failed(failure),
         }
+    }
+
+    async fn rate(&self, payload: &DeliveryPayload) -> Option<Rate> {
+        let DeliveryPayload::EmailV1 { email } = payload else {
+            return None;
+        };
+        let secret = self.secrets.smtp(false).await.ok()?;
+        secret.relay(email.relay.as_deref())?.rate_limit?.rate()
     }
 }
 

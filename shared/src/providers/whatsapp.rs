@@ -247,7 +247,7 @@ impl Provider for WhatsAppProvider {
         payload: &DeliveryPayload,
         fresh_credentials: bool,
     ) -> SendOutcome {
-        let DeliveryPayload::WhatsappGraphV1 { body } = payload else {
+        let DeliveryPayload::WhatsappGraphV1 { body, .. } = payload else {
             return SendOutcome::Failed(super::wrong_channel(payload));
         };
         match self.secrets.whatsapp(fresh_credentials).await {

@@ -138,9 +138,104 @@ pub fn per_second_ceiling(per_second: f64) -> Rate {
     Rate::new((per_second - burst).max(per_second * 0.5), burst)
 }
 
+/// The most messages a second one bucket document is asked to count. Every take is a
+/// conditional write to one DynamoDB item, and one partition takes 1,000 writes a second, so
+/// a faster limit (a number upgraded to 1,000/s) is split into shards, each a ceiling bucket of
+/// an equal share: any one second lets at most the sum of the shares through, the limit.
+pub const SHARD_LIMIT: f64 = 250.0;
+
+/// How many shards a limit of `per_second` is split into.
+pub fn shards_for(per_second: f64) -> u32 {
+    ((per_second / SHARD_LIMIT).ceil() as u32).max(1)
+}
+
+/// The key of shard `i` of the limit `key` (the key itself for a limit of one shard).
+fn shard_key(key: &str, shards: u32, i: u32) -> String {
+    if shards == 1 {
+        key.to_owned()
+    } else {
+        format!("{key}#{i}")
+    }
+}
+
+/// Takes one token from the sharded ceiling of `per_second` under `key`: from shard
+/// `start % shards` (callers spread their starts), or failing that from the next one; limited
+/// only when both are empty, with the sooner of their waits.
+pub async fn take_sharded(
+    store: &dyn LimitStore,
+    key: &str,
+    per_second: f64,
+    start: u32,
+    now: Timestamp,
+) -> Result<Decision, UpdateError> {
+    let shards = shards_for(per_second);
+    let shape = per_second_ceiling(per_second / f64::from(shards));
+    let first = start % shards;
+    let mut limited: Option<Decision> = None;
+    for i in [first, (first + 1) % shards]
+        .into_iter()
+        .take(shards.min(2) as usize)
+    {
+        match take(store, &shard_key(key, shards, i), shape, 1.0, now).await? {
+            allowed @ Decision::Allowed { .. } => return Ok(allowed),
+            Decision::Limited { retry_after, reset } => {
+                let sooner = match limited {
+                    Some(Decision::Limited { retry_after: r, .. }) => retry_after.min(r),
+                    _ => retry_after,
+                };
+                limited = Some(Decision::Limited {
+                    retry_after: sooner,
+                    reset,
+                });
+            }
+        }
+    }
+    Ok(limited.unwrap_or(Decision::Limited {
+        retry_after: shape.time_for(1.0),
+        reset: shape.time_for(shape.burst),
+    }))
+}
+
+/// [`pause`] for every shard of a sharded limit.
+pub async fn pause_sharded(
+    store: &dyn LimitStore,
+    key: &str,
+    per_second: f64,
+    how_long: Duration,
+    now: Timestamp,
+) -> Result<(), UpdateError> {
+    let shards = shards_for(per_second);
+    let shape = per_second_ceiling(per_second / f64::from(shards));
+    for i in 0..shards {
+        pause(store, &shard_key(key, shards, i), shape, how_long, now).await?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fast_limit_is_split_into_shards_whose_shares_add_up_to_no_more_than_it() {
+        assert_eq!(shards_for(80.0), 1);
+        assert_eq!(shards_for(250.0), 1);
+        assert_eq!(shards_for(251.0), 2);
+        assert_eq!(shards_for(1_000.0), 4);
+        for limit in [80.0, 300.0, 1_000.0] {
+            let n = shards_for(limit);
+            let share = per_second_ceiling(limit / f64::from(n));
+            let most = f64::from(n) * (share.burst + share.per_second).floor();
+            assert!(most <= limit, "{limit}: {n} × {share:?}");
+            // And close to it: within 3 % of the limit on average.
+            assert!(
+                f64::from(n) * share.per_second >= limit * 0.97,
+                "{limit}: {share:?}"
+            );
+        }
+        assert_eq!(shard_key("whatsapp:sender", 1, 0), "whatsapp:sender");
+        assert_eq!(shard_key("whatsapp:sender", 4, 3), "whatsapp:sender#3");
+    }
 
     #[test]
     fn a_ceiling_bucket_never_lets_more_than_the_limit_through_in_a_second() {

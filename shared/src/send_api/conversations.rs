@@ -106,7 +106,7 @@ pub async fn messages(
 
 fn outbound_type(r: &crate::domain::delivery::DeliveryRecord) -> Value {
     match &r.payload {
-        Some(crate::domain::payload::DeliveryPayload::WhatsappGraphV1 { body }) => {
+        Some(crate::domain::payload::DeliveryPayload::WhatsappGraphV1 { body, .. }) => {
             body.get("type").cloned().unwrap_or(Value::Null)
         }
         _ => Value::Null,

@@ -34,6 +34,7 @@ use subtle::ConstantTimeEq;
 pub mod conversations;
 pub mod events;
 mod rate_limit;
+pub mod suppressions;
 
 /// The collection route.
 pub const MESSAGES_PATH: &str = "/v1/messages";
@@ -45,6 +46,7 @@ pub fn serves(path: &str) -> bool {
         events::EVENTS_PATH,
         events::ENDPOINTS_PATH,
         conversations::CONVERSATIONS_PATH,
+        suppressions::SUPPRESSIONS_PATH,
     ]
     .iter()
     .any(|root| path == *root || path.strip_prefix(root).is_some_and(|r| r.starts_with('/')))
@@ -65,6 +67,8 @@ pub struct SendApiContext {
     pub settings: SendApiSettings,
     /// Where API keys' rate limits are counted; `None` counts nothing.
     pub limits: Option<Arc<dyn LimitStore>>,
+    /// Who is not to be sent to; `None` refuses nobody.
+    pub suppressions: Option<Arc<dyn crate::ports::suppressions::SuppressionStore>>,
 }
 
 /// Longest `Idempotency-Key` accepted.
@@ -122,6 +126,19 @@ async fn route_more(
                 },
                 [id, "enable"] => match expect(req, Method::POST) {
                     Ok(()) => events::enable(ctx, id).await,
+                    Err(e) => Err(e),
+                },
+                _ => Err(ApiError::not_found()),
+            });
+        }
+        if let Some(parts) = under(path, suppressions::SUPPRESSIONS_PATH) {
+            return Some(match parts.as_slice() {
+                [] => match expect(req, Method::GET) {
+                    Ok(()) => suppressions::list(ctx, req).await,
+                    Err(e) => Err(e),
+                },
+                [channel, address] => match expect(req, Method::DELETE) {
+                    Ok(()) => suppressions::remove(ctx, channel, address).await,
                     Err(e) => Err(e),
                 },
                 _ => Err(ApiError::not_found()),
@@ -367,7 +384,7 @@ async fn accept(
     check_templates(ctx, &request)?;
 
     let now = ctx.clock.now();
-    let warnings = conversations::apply_window_rule(ctx, &mut request, now).await?;
+    let mut warnings = conversations::apply_window_rule(ctx, &mut request, now).await?;
     let mut id = MessageId::generate();
     if let Some(key) = &idempotency_key {
         let request_sha256 = hex::encode(Sha256::digest(body.to_string().as_bytes()));
@@ -420,12 +437,42 @@ async fn accept(
                         queue_job(ctx, &job).await?;
                         mark_job_queued(ctx, &id, false).await;
                     }
+                    // Refused for a suppressed recipient: its fallback may not have started.
+                    if existing.fallback_due() {
+                        crate::fallback::take_step(
+                            ctx.store.as_ref(),
+                            ctx.outbound.as_ref(),
+                            &existing,
+                            now,
+                        )
+                        .await
+                        .map_err(|_| ApiError::unavailable("store_unavailable", "retry later"))?;
+                    }
                     return Ok(accepted(&id, &warnings));
                 }
             }
         }
     }
 
+    let payload = DeliveryPayload::build(&id, &request.message);
+    // A suppressed recipient: refused, or — with a fallback — straight to the fallback.
+    let suppressed = match &ctx.suppressions {
+        Some(store) => crate::suppression::check(store.as_ref(), &payload)
+            .await
+            .map_err(store_unavailable)?,
+        None => None,
+    };
+    if let Some(s) = &suppressed
+        && request.fallback.is_empty()
+    {
+        let refusal = crate::suppression::refusal(s);
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            crate::suppression::CODE,
+            refusal.message,
+        )
+        .with_field("to"));
+    }
     let mut record = DeliveryRecord::new_queued(
         id.clone(),
         request.message.channel(),
@@ -434,7 +481,8 @@ async fn accept(
         now,
     );
     record.api_key_id = Some(owner.to_owned());
-    record.payload = Some(DeliveryPayload::build(&id, &request.message));
+    record.payload = Some(payload);
+    record.fallback_rules = request.fallback_rules;
     // Each fallback's payload is built now for the id its delivery will have.
     let mut step_id = id.clone();
     for message in &request.fallback {
@@ -449,7 +497,24 @@ async fn accept(
     record.retry = request.retry;
     record.correlation_id.clone_from(&correlation_id);
     tracing::Span::current().record("id", id.as_str());
+    if let Some(s) = &suppressed {
+        record.refuse(crate::suppression::refusal(s), now);
+        warnings.push(crate::suppression::CODE);
+    }
     if ctx.store.create(&record).await.map_err(store_unavailable)? == CreateOutcome::AlreadyExists {
+        return Ok(accepted(&id, &warnings));
+    }
+    if suppressed.is_some() {
+        crate::fallback::take_step(ctx.store.as_ref(), ctx.outbound.as_ref(), &record, now)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "fallback of a suppressed message not started");
+                ApiError::unavailable(
+                    "store_unavailable",
+                    "retry later with the same Idempotency-Key",
+                )
+            })?;
+        tracing::info!(channel = ?record.channel, "message accepted for its fallback: recipient suppressed");
         return Ok(accepted(&id, &warnings));
     }
     if let Err(e) = queue_job(ctx, &DispatchJob::new(id.clone(), correlation_id)).await {

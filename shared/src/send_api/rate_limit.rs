@@ -24,8 +24,7 @@ pub(super) struct Allowance {
 }
 
 fn rate_of(key: &ApiKey) -> Option<Rate> {
-    let r = key.rate_limit?;
-    (r.per_second > 0.0).then(|| Rate::new(r.per_second, r.burst.unwrap_or(r.per_second.ceil())))
+    key.rate_limit?.rate()
 }
 
 /// Takes one request from the key's bucket: `Ok(None)` when the key has no limit (or the

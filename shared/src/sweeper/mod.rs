@@ -9,14 +9,16 @@
 //!   webhook arriving meanwhile settles it as sent;
 //! - queues again a `queued` record older than a grace period (its job never reached the
 //!   queue: the send API answered 503);
-//! - marks `dead` a record that has spent its attempts or outlived its maximum age.
+//! - marks `dead` a record that has spent its attempts or outlived its maximum age;
+//! - takes the fallback of a `sent` WhatsApp message not `delivered` within its
+//!   `if_not_delivered_within`.
 //!
 //! It stops before the deadline it is given and leaves the rest to the next run. Sweeps may
 //! overlap: they only queue jobs, and the dispatch claim lets one attempt through per record.
 
 use crate::config::{DispatchSettings, SweepSettings};
 use crate::dispatch::{enqueue, enqueue_for, recover_or_give_up};
-use crate::domain::delivery::{DeliveryRecord, DeliveryStatus};
+use crate::domain::delivery::{DeliveryRecord, DeliveryStatus, NOT_DELIVERED_IN_TIME};
 use crate::domain::job::DispatchJob;
 use crate::ports::clock::Clock;
 use crate::ports::queue::{Queue, QueueError};
@@ -51,6 +53,8 @@ pub struct SweepReport {
     pub recovered: usize,
     /// Records given up.
     pub dead: usize,
+    /// Fallbacks taken for WhatsApp messages not delivered in time.
+    pub fallbacks: usize,
     /// The sweep stopped at its deadline with records left for the next run.
     pub stopped_at_deadline: bool,
 }
@@ -63,6 +67,8 @@ pub enum SweepError {
     Queue(#[from] QueueError),
     #[error(transparent)]
     Update(#[from] UpdateError),
+    #[error(transparent)]
+    Fallback(#[from] crate::fallback::FallbackError),
 }
 
 enum Action {
@@ -70,6 +76,7 @@ enum Action {
     Enqueue,
     Recovered,
     Dead,
+    Fallback,
 }
 
 /// Sweeps once, stopping before `deadline`.
@@ -96,6 +103,7 @@ pub async fn sweep(ctx: &SweepContext, deadline: Instant) -> Result<SweepReport,
                     Action::Enqueue => report.requeued += 1,
                     Action::Recovered => report.recovered += 1,
                     Action::Dead => report.dead += 1,
+                    Action::Fallback => report.fallbacks += 1,
                 }
             }
             // One record's fault does not stop the others; the next sweep sees it again.
@@ -115,6 +123,7 @@ pub async fn sweep(ctx: &SweepContext, deadline: Instant) -> Result<SweepReport,
         requeued = report.requeued,
         recovered = report.recovered,
         dead = report.dead,
+        fallbacks = report.fallbacks,
         stopped_at_deadline = report.stopped_at_deadline,
         "sweep finished"
     );
@@ -132,6 +141,11 @@ async fn sweep_one(ctx: &SweepContext, due: &DueRecord) -> Result<Action, SweepE
             } else {
                 Action::Recovered
             });
+        }
+        if r.status == DeliveryStatus::Sent && r.delivery_deadline().is_some_and(|at| at <= now) {
+            r.fallback_reason = Some(NOT_DELIVERED_IN_TIME.to_owned());
+            r.updated_at = now;
+            return Change::Write(Action::Fallback);
         }
         if waiting_too_long(r, now, grace, overdue) {
             // Noted on the record, so the next sweeps wait another grace or interval before
@@ -171,6 +185,11 @@ async fn sweep_one(ctx: &SweepContext, due: &DueRecord) -> Result<Action, SweepE
         }
         // Dispatch publishes a given-up record's `message.dead` when its job finds it so.
         Action::Dead => enqueue(ctx.outbound.as_ref(), &job, Duration::ZERO).await?,
+        Action::Fallback => {
+            tracing::info!(id = %record.id, "not delivered in time; taking the fallback");
+            crate::fallback::take_step(ctx.store.as_ref(), ctx.outbound.as_ref(), record, now)
+                .await?;
+        }
         Action::Nothing => {}
     }
     Ok(updated.value)

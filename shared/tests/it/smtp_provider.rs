@@ -283,6 +283,8 @@ fn secret(host: &str, port: u16, use_ssl: bool) -> SmtpSecret {
         smtp_password: None,
         from_email: "Carteiro <noreply@carteiro.example>".to_owned(),
         use_ssl,
+        rate_limit: None,
+        relays: Vec::new(),
     }
 }
 
@@ -331,6 +333,7 @@ fn email(to: &[&str]) -> EmailMessage {
             html: None,
         },
         attachments: Vec::new(),
+        relay: None,
     }
 }
 
@@ -384,6 +387,7 @@ async fn plain_loopback_delivers_headers_multipart_alternative_and_bcc_only_in_t
             html: Some("<p>Olá, <b>Ana</b>!</p><p>Seu pedido foi confirmado.</p>".to_owned()),
         },
         attachments: Vec::new(),
+        relay: None,
     };
     let id = accepted(m.send(&msg).await);
 

@@ -1243,8 +1243,10 @@ async fn send_with_token_refresh(
     body: &serde_json::Value,
 ) -> SendOutcome {
     let provider = WhatsAppProvider::new(Arc::new(client.clone()), secrets.clone());
-    let payload =
-        carteiro_shared::domain::payload::DeliveryPayload::WhatsappGraphV1 { body: body.clone() };
+    let payload = carteiro_shared::domain::payload::DeliveryPayload::WhatsappGraphV1 {
+        body: body.clone(),
+        marketing: false,
+    };
     carteiro_shared::ports::send_refreshing_credentials(
         &provider,
         &carteiro_shared::domain::ids::MessageId::generate(),

@@ -13,11 +13,13 @@ pub mod dynamodb;
 pub mod limits;
 pub mod secrets;
 pub mod sqs;
+pub mod suppressions;
 
 pub use dynamodb::DynamoStore;
 pub use limits::DynamoLimits;
 pub use secrets::{SecretIds, SecretsManagerSource};
 pub use sqs::SqsQueue;
+pub use suppressions::DynamoSuppressions;
 
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};

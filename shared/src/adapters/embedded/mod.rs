@@ -19,10 +19,12 @@
 mod limits;
 mod queue;
 mod store;
+mod suppressions;
 
 pub use limits::EmbeddedLimits;
 pub use queue::{EmbeddedQueue, QueueCounts, QueueSignal};
 pub use store::EmbeddedStore;
+pub use suppressions::EmbeddedSuppressions;
 
 use crate::ports::clock::{Clock, SystemClock};
 use crate::ports::store::StoreError;
@@ -122,6 +124,14 @@ const MIGRATIONS: &[&str] = &[
         version    INTEGER NOT NULL,
         body       TEXT    NOT NULL,               -- JSON
         expires_at INTEGER NOT NULL                -- ms since the epoch
+    );
+    ",
+    // 6: the suppressions port (recipients not to send to).
+    "
+    CREATE TABLE suppressions (
+        key   TEXT PRIMARY KEY,                    -- <channel>/<address>
+        body  TEXT NOT NULL,                       -- JSON
+        until INTEGER                              -- ms since the epoch; NULL: until removed
     );
     ",
 ];
@@ -233,6 +243,11 @@ impl EmbeddedDb {
     /// The limits port.
     pub fn limits(&self) -> EmbeddedLimits {
         EmbeddedLimits::new(self.clone())
+    }
+
+    /// The suppressions port.
+    pub fn suppressions(&self) -> EmbeddedSuppressions {
+        EmbeddedSuppressions::new(self.clone())
     }
 
     /// Deletes inbound records whose `expires_at` has passed (reads skip them anyway; this

@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// The id of the `smtp` secret's own server among its relays (what an email without
+/// `"relay"` goes through).
+pub const PRIMARY_RELAY: &str = "primary";
+
 /// An email. Addresses are kept as given once checked; the SMTP provider parses them again
 /// into mailboxes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -15,6 +19,10 @@ pub struct EmailMessage {
     pub subject: String,
     pub body: EmailBody,
     pub attachments: Vec<Attachment>,
+    /// `"relay"`: the SMTP relay of the `smtp` secret to send through (its `relays[].id`);
+    /// absent: the secret's own server. A fallback names another relay to fail over to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -177,6 +185,22 @@ impl EmailMessage {
         };
         let attachments =
             parse_attachments(obj.get("attachments"), &format!("{prefix}attachments"))?;
+        let relay = match obj.get("relay") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(r))
+                if (1..=64).contains(&r.len())
+                    && r.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+            {
+                Some(r.clone())
+            }
+            Some(_) => {
+                return Err(ValidationError::invalid(
+                    format!("{prefix}relay"),
+                    "must name a relay of the smtp secret (letters, digits, - and _)",
+                ));
+            }
+        };
         Ok(Self {
             from,
             to,
@@ -186,6 +210,7 @@ impl EmailMessage {
             subject,
             body,
             attachments,
+            relay,
         })
     }
 }

@@ -94,6 +94,8 @@ pub struct SendRequest {
     /// `"retry": {"max_attempts": N, "max_age": "2h"}`: the message's own limits, which the
     /// global ones bound.
     pub retry: Option<RetryLimits>,
+    /// `"fallback_after"` and `"if_not_delivered_within"`: when to take the fallback early.
+    pub fallback_rules: Option<crate::domain::delivery::FallbackRules>,
 }
 
 /// One message on one channel.
@@ -168,17 +170,63 @@ impl SendRequest {
             Some(_) => return Err(ValidationError::invalid("metadata", "must be an object")),
         };
         let retry = parse_retry(obj.get("retry"))?;
+        let after_ms = fallback_wait(obj, "fallback_after", !fallback.is_empty())?;
+        let delivered_within_ms =
+            fallback_wait(obj, "if_not_delivered_within", !fallback.is_empty())?;
+        if delivered_within_ms.is_some() && !matches!(message, OutboundMessage::Whatsapp(_)) {
+            return Err(ValidationError::invalid(
+                "if_not_delivered_within",
+                "only a WhatsApp message reports delivery",
+            ));
+        }
+        let fallback_rules = (after_ms.is_some() || delivered_within_ms.is_some()).then_some(
+            crate::domain::delivery::FallbackRules {
+                after_ms,
+                delivered_within_ms,
+            },
+        );
         Ok(Self {
             message,
             fallback,
             metadata,
             retry,
+            fallback_rules,
         })
     }
 }
 
 /// Most attempts a message may ask for.
 pub const MAX_RETRY_ATTEMPTS: u64 = 100;
+
+/// Longest `fallback_after` / `if_not_delivered_within`.
+const MAX_FALLBACK_WAIT: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
+
+/// A fallback rule's wait (`"10m"`), in milliseconds: more than 0, at most a week, and only
+/// beside a `fallback`.
+fn fallback_wait(obj: &Map<String, Value>, key: &str, has_fallback: bool) -> Result<Option<u64>> {
+    let text = match obj.get(key) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) => s,
+        Some(_) => {
+            return Err(ValidationError::invalid(
+                key,
+                "must be a duration such as 30s, 10m or 2h",
+            ));
+        }
+    };
+    if !has_fallback {
+        return Err(ValidationError::invalid(key, "needs a fallback to take"));
+    }
+    let d =
+        crate::domain::time::parse_duration(text).map_err(|e| ValidationError::invalid(key, e))?;
+    if d.is_zero() || d > MAX_FALLBACK_WAIT {
+        return Err(ValidationError::invalid(
+            key,
+            "must be more than 0s and at most 7d",
+        ));
+    }
+    Ok(Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+}
 
 fn parse_retry(v: Option<&Value>) -> Result<Option<RetryLimits>> {
     let obj = match v {

@@ -22,6 +22,9 @@ pub enum WhatsAppContent {
         name: String,
         language: String,
         components: Vec<Value>,
+        /// `"category"`: `marketing`, `utility` or `authentication`, as approved by Meta. Not sent
+        /// to Meta; a marketing template is held back from users who stopped marketing.
+        category: Option<String>,
     },
     Media {
         kind: MediaKind,
@@ -103,6 +106,11 @@ const CONTENT_KEYS: [&str; 11] = [
 ];
 
 impl WhatsAppMessage {
+    /// A template its sender marked `"category": "marketing"`.
+    pub fn is_marketing(&self) -> bool {
+        matches!(&self.content, WhatsAppContent::Template { category: Some(c), .. } if c == "marketing")
+    }
+
     pub(super) fn parse(obj: &Map<String, Value>, prefix: &str) -> Result<Self> {
         let to_path = format!("{prefix}to");
         let to =
@@ -235,6 +243,7 @@ impl WhatsAppMessage {
                 name,
                 language,
                 components,
+                ..
             } => {
                 let mut t = json!({"name": name, "language": {"code": language}});
                 if !components.is_empty() {
@@ -408,10 +417,25 @@ fn parse_template(o: &Map<String, Value>, path: &str) -> Result<WhatsAppContent>
             }
         }
     }
+    let category = match o.get("category") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(c))
+            if ["marketing", "utility", "authentication"].contains(&c.as_str()) =>
+        {
+            Some(c.clone())
+        }
+        Some(_) => {
+            return Err(ValidationError::invalid(
+                format!("{path}.category"),
+                "must be marketing, utility or authentication",
+            ));
+        }
+    };
     Ok(WhatsAppContent::Template {
         name,
         language,
         components,
+        category,
     })
 }
 
