@@ -195,3 +195,174 @@ async fn a_failed_status_reconciled_from_an_orphan_starts_the_fallback() {
         jobs.len()
     );
 }
+
+/// A Graph API that takes every message (and never reports it delivered).
+async fn accepting_graph(wamid: &str) -> MockServer {
+    let graph = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": "5511999990096", "wa_id": "5511999990096"}],
+            "messages": [{"id": wamid, "message_status": "accepted"}]
+        })))
+        .mount(&graph)
+        .await;
+    graph
+}
+
+#[tokio::test]
+async fn a_message_not_delivered_in_time_hands_over_to_its_fallback() {
+    let spawn = async |graph: &MockServer| {
+        carteiro_e2e::local::spawn_app_configured(graph_secrets(&graph.uri(), ACCESS_TOKEN), |c| {
+            c.settings.sweep.interval = std::time::Duration::from_millis(200)
+        })
+        .await
+    };
+    let graph = accepting_graph("wamid.NOTDELIVERED").await;
+    let app = spawn(&graph).await;
+    let mut body = with_email_fallback("+5511999990096");
+    body["if_not_delivered_within"] = json!("2s");
+    let accepted = std::time::Instant::now();
+    let res = app.send(&body, None).await;
+    assert_eq!(res.status(), 202);
+    let id = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let parent = chain_of(&app, &id).await;
+    assert!(
+        accepted.elapsed() >= std::time::Duration::from_secs(2),
+        "not before the deadline"
+    );
+    // The first path was sent (Meta took it) but not delivered: it stays as it is.
+    assert_eq!(parent["status"], "sent", "{parent}");
+    assert_eq!(parent["fallback_reason"], "not_delivered_in_time");
+    assert_eq!(parent["fallbacks"][0]["channel"], "email");
+    assert_eq!(parent["delivered_by"], parent["fallbacks"][0]["id"]);
+    assert_eq!(graph.received_requests().await.unwrap().len(), 1);
+
+    // Delivered in time: no fallback.
+    let graph = accepting_graph("wamid.DELIVERED").await;
+    let app = spawn(&graph).await;
+    let mut body = with_email_fallback("+5511999990097");
+    body["if_not_delivered_within"] = json!("1s");
+    let res = app.send(&body, None).await;
+    let id = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sent = app.message_when(&id, |m| m["status"] == "sent").await;
+    let wamid = sent["provider_message_id"].as_str().unwrap();
+    let delivered = status_payload(wamid, "delivered", 1_767_000_000, None);
+    let res = app
+        .post_webhook(&delivered, Some(&sign(APP_SECRET, &delivered)))
+        .await;
+    assert_eq!(res.status(), 200);
+    app.message_when(&id, |m| m["status"] == "delivered").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let (_, m) = app.message(&id).await;
+    assert!(m["fallbacks"].as_array().is_none_or(Vec::is_empty), "{m}");
+    assert_eq!(m["delivered_by"], id.as_str());
+}
+
+#[tokio::test]
+async fn a_message_held_by_an_open_circuit_past_fallback_after_hands_over_to_its_fallback() {
+    let graph = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(503)
+                .set_body_json(json!({"error": {"code": 131000, "message": "down"}})),
+        )
+        .mount(&graph)
+        .await;
+    let app =
+        carteiro_e2e::local::spawn_app_configured(graph_secrets(&graph.uri(), ACCESS_TOKEN), |c| {
+            c.settings.dispatch.breaker = carteiro_shared::resilience::breaker::BreakerPolicy {
+                consecutive: 2,
+                cool_down: std::time::Duration::from_secs(60),
+                ..Default::default()
+            };
+        })
+        .await;
+    // Two failures open the Graph API's breaker.
+    for n in 0..2 {
+        let body = json!({"channel": "whatsapp", "to": format!("+55119999901{n}"), "text": {"body": "Olá"}});
+        assert_eq!(app.send(&body, None).await.status(), 202);
+    }
+    let started = std::time::Instant::now();
+    while graph.received_requests().await.unwrap().len() < 2 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "the failing calls were not made"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut body = with_email_fallback("+5511999990098");
+    body["fallback_after"] = json!("2s");
+    let accepted = std::time::Instant::now();
+    let res = app.send(&body, None).await;
+    let id = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let parent = chain_of(&app, &id).await;
+    let took = accepted.elapsed();
+    assert!(
+        took >= std::time::Duration::from_secs(2),
+        "not before fallback_after: {took:?}"
+    );
+    assert!(
+        took < std::time::Duration::from_secs(8),
+        "soon after it, not at the cool-down's end: {took:?}"
+    );
+    assert_eq!(parent["status"], "failed", "{parent}");
+    assert_eq!(parent["last_error"]["code"], "circuit_open");
+    assert!(
+        parent["attempts"].as_array().unwrap().is_empty(),
+        "never attempted: {parent}"
+    );
+    assert_eq!(parent["last_deferral"]["limit"], "circuit_open");
+    assert_eq!(
+        graph.received_requests().await.unwrap().len(),
+        2,
+        "no call while open"
+    );
+}
+
+#[tokio::test]
+async fn fallback_rules_are_checked_at_acceptance() {
+    let app = carteiro_e2e::local::spawn_app().await;
+    let cases = [
+        (
+            json!({"channel": "whatsapp", "to": "+5511999990099", "text": {"body": "Olá"}, "fallback_after": "10m"}),
+            "fallback_after",
+        ),
+        (
+            json!({"channel": "email", "to": ["ana@example.com"], "subject": "S", "text": "T", "if_not_delivered_within": "1h",
+                "fallback": [{"channel": "email", "to": ["bia@example.com"], "subject": "S", "text": "T"}]}),
+            "if_not_delivered_within",
+        ),
+        (
+            {
+                let mut b = with_email_fallback("+5511999990099");
+                b["fallback_after"] = json!("8d");
+                b
+            },
+            "fallback_after",
+        ),
+        (
+            {
+                let mut b = with_email_fallback("+5511999990099");
+                b["if_not_delivered_within"] = json!(5);
+                b
+            },
+            "if_not_delivered_within",
+        ),
+    ];
+    for (body, field) in cases {
+        let res = app.send(&body, None).await;
+        assert_eq!(res.status(), 422, "{body}");
+        let err = res.json::<Value>().await.unwrap();
+        assert_eq!(err["error"]["field"], field, "{err}");
+    }
+}

@@ -143,6 +143,13 @@ async fn dispatch_job(
             );
             return refuse(ctx, current, error).await;
         }
+        // Back no later than its `fallback_after`, to take the fallback then.
+        let wait = match current.circuit_fallback_at() {
+            Some(at) => wait.min(Duration::from_millis(
+                u64::try_from(at.as_millis() - ctx.clock.now().as_millis()).unwrap_or(0),
+            )),
+            None => wait,
+        };
         note_deferral(ctx, &current, "circuit_open", ctx.clock.now(), wait).await?;
         enqueue(ctx.outbound.as_ref(), &job, wait).await?;
         return Ok(Dispatched::Deferred);

@@ -535,16 +535,19 @@ impl DeliveryRecord {
         )
     }
 
+    /// When a message held back by an open circuit takes its fallback (`fallback_after` after
+    /// acceptance); `None` without the rule or a fallback.
+    pub fn circuit_fallback_at(&self) -> Option<Timestamp> {
+        let after = self.fallback_rules?.after_ms?;
+        (!self.fallbacks.is_empty()).then(|| {
+            self.created_at
+                .plus(std::time::Duration::from_millis(after))
+        })
+    }
+
     /// Whether a message held back by an open circuit has waited past its `fallback_after`.
     pub fn circuit_fallback_due(&self, now: Timestamp) -> bool {
-        let Some(after) = self.fallback_rules.and_then(|r| r.after_ms) else {
-            return false;
-        };
-        !self.fallbacks.is_empty()
-            && self
-                .created_at
-                .plus(std::time::Duration::from_millis(after))
-                <= now
+        self.circuit_fallback_at().is_some_and(|at| at <= now)
     }
 
     /// Refuses a message that is waiting (`queued` or `retry_scheduled`) without an attempt:

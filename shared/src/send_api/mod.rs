@@ -731,6 +731,9 @@ struct MessageView<'a> {
     /// Of this message and its fallbacks, the one that got through (sent, delivered or read).
     #[serde(skip_serializing_if = "Option::is_none")]
     delivered_by: Option<&'a str>,
+    /// Why the fallback was taken while this path had not failed (`not_delivered_in_time`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallback_reason: Option<&'a str>,
     /// Due attempts put off by a rate limit (not attempts).
     #[serde(skip_serializing_if = "crate::domain::delivery::is_zero")]
     deferrals: u32,
@@ -769,11 +772,11 @@ fn view(status: StatusCode, record: &DeliveryRecord) -> ApiResponse {
 
 /// The record, and the fallbacks taken after it.
 fn view_with(status: StatusCode, record: &DeliveryRecord, chain: &[DeliveryRecord]) -> ApiResponse {
-    let through = |r: &DeliveryRecord| {
-        matches!(
-            r.status,
-            DeliveryStatus::Sent | DeliveryStatus::Delivered | DeliveryStatus::Read
-        )
+    // A `sent` path overtaken by its fallback (not delivered in time) has not got through yet.
+    let through = |r: &DeliveryRecord| match r.status {
+        DeliveryStatus::Delivered | DeliveryStatus::Read => true,
+        DeliveryStatus::Sent => r.fallback_reason.is_none(),
+        _ => false,
     };
     let delivered_by = std::iter::once(record)
         .chain(chain.iter())
@@ -807,6 +810,7 @@ fn view_with(status: StatusCode, record: &DeliveryRecord, chain: &[DeliveryRecor
         } else {
             delivered_by
         },
+        fallback_reason: record.fallback_reason.as_deref(),
         deferrals: record.deferrals,
         last_deferral: record.last_deferral.as_ref(),
     };

@@ -24,6 +24,7 @@ import email
 import email.policy
 import json
 import os
+import time
 import socket
 import ssl
 import sys
@@ -103,6 +104,7 @@ class Handler:
         ssl_object = server.transport.get_extra_info("ssl_object") if server.transport else None
         msg = email.message_from_bytes(raw, policy=email.policy.default)
         record = {
+            "received_at": time.time(),
             "mail_from": envelope.mail_from,
             "mail_options": list(envelope.mail_options),
             "rcpt_tos": list(envelope.rcpt_tos),
