@@ -176,6 +176,7 @@ impl Application {
                 settings: settings.inbound.clone(),
                 events: Some(events.clone()),
                 outbound: Some(outbound.clone()),
+                limits: Some(Arc::new(db.limits())),
                 suppressions: Some(Arc::new(db.suppressions())),
             },
             sweep: SweepContext {

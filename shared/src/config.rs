@@ -143,6 +143,9 @@ pub struct DispatchSettings {
     /// How long an email address a server refused as unknown (`5.1.x`) stays suppressed
     /// (`CARTEIRO_EMAIL_SUPPRESSION`, default 30 days).
     pub email_suppression: Duration,
+    /// The messaging-limit tier until a webhook states one
+    /// (`CARTEIRO_WHATSAPP_MESSAGING_LIMIT`: `TIER_250`, `2000`, `unlimited`...; default unknown).
+    pub messaging_limit: Option<crate::resilience::quota::MessagingLimit>,
 }
 
 impl Default for DispatchSettings {
@@ -158,6 +161,7 @@ impl Default for DispatchSettings {
             throttle_pause: Duration::from_secs(1),
             breaker: crate::resilience::breaker::BreakerPolicy::default(),
             email_suppression: Duration::from_secs(30 * 86_400),
+            messaging_limit: None,
         }
     }
 }
@@ -233,6 +237,19 @@ impl DispatchSettings {
                 "CARTEIRO_EMAIL_SUPPRESSION",
                 Duration::from_secs(30 * 86_400),
             )?,
+            messaging_limit: match env.optional("CARTEIRO_WHATSAPP_MESSAGING_LIMIT") {
+                None => None,
+                Some(v) => Some(
+                    crate::resilience::quota::MessagingLimit::parse(&v).ok_or_else(|| {
+                        ConfigError::Invalid {
+                            var: "CARTEIRO_WHATSAPP_MESSAGING_LIMIT",
+                            reason: format!(
+                                "{v:?} is not a tier (TIER_250, TIER_2K, 10000, unlimited...)"
+                            ),
+                        }
+                    })?,
+                ),
+            },
             ..Self::default()
         })
     }

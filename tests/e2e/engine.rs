@@ -307,6 +307,7 @@ async fn an_ambiguous_send_is_settled_by_its_status_webhook_without_a_second_cal
         settings: Default::default(),
         events: None,
         outbound: None,
+        limits: None,
         suppressions: None,
     };
     let payload = carteiro_e2e::webhooks::status_payload(

@@ -147,6 +147,7 @@ async fn a_failed_status_reconciled_from_an_orphan_starts_the_fallback() {
         settings: Default::default(),
         events: None,
         outbound: None,
+        limits: None,
         suppressions: None,
     };
     let failed = status_payload(&wamid, "failed", 1_700_000_100, None);

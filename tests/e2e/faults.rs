@@ -225,6 +225,7 @@ async fn dispatch_and_inbound_report_exactly_the_messages_whose_store_calls_fail
         settings: Default::default(),
         events: None,
         outbound: None,
+        limits: None,
         suppressions: None,
     };
     let mut events = Vec::new();

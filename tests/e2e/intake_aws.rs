@@ -55,6 +55,7 @@ pub async fn aws_stack() -> AwsStack {
             settings: InboundSettings::default(),
             events: None,
             outbound: None,
+            limits: None,
             suppressions: None,
         },
         queue,

@@ -16,6 +16,7 @@ mod intake_local;
 mod ledger;
 mod listings;
 mod operator;
+mod quota;
 mod relays;
 mod send_aws;
 mod send_email_local;

@@ -3,7 +3,7 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use carteiro_shared::adapters::aws::{
-    DynamoStore, DynamoSuppressions, SecretIds, SecretsManagerSource, SqsQueue,
+    DynamoLimits, DynamoStore, DynamoSuppressions, SecretIds, SecretsManagerSource, SqsQueue,
 };
 use carteiro_shared::callbacks::EventPublisher;
 use carteiro_shared::config::{CallbackSettings, ConfigError, Env, InboundSettings};
@@ -48,6 +48,7 @@ pub async fn context_from_env(env: Env<'_>) -> Result<InboundContext, ConfigErro
             env,
             "CARTEIRO_OUTBOUND_QUEUE_URL",
         )?)),
+        limits: Some(Arc::new(DynamoLimits::from_env(&sdk, env)?)),
         suppressions: Some(Arc::new(DynamoSuppressions::from_env(&sdk, env)?)),
     })
 }

@@ -275,6 +275,7 @@ async fn dispatch_job(
             provider_message_id,
             ..
         } => {
+            note_conversation(ctx, &record).await;
             if let Ok(wamid) = Wamid::parse(provider_message_id) {
                 // Statuses that beat this write were kept as orphans; apply them now.
                 let reconciled = reconcile_orphans(
@@ -422,6 +423,44 @@ async fn over_limit(
             tracing::warn!(error = %e, "rate limit not counted: the limits store is unavailable");
             None
         }
+    }
+}
+
+/// Counts a template Meta took for a user outside their customer-service window against the
+/// messaging-limit quota (a new business-initiated conversation, unless one is open). Best
+/// effort: a store that cannot be reached leaves the count short, logged.
+async fn note_conversation(ctx: &DispatchContext, record: &DeliveryRecord) {
+    let (Some(limits), Some(payload)) = (&ctx.limits, &record.payload) else {
+        return;
+    };
+    let crate::domain::payload::DeliveryPayload::WhatsappGraphV1 { body, .. } = payload else {
+        return;
+    };
+    let (Some("template"), Some(to)) = (
+        body.get("type").and_then(serde_json::Value::as_str),
+        payload.whatsapp_recipient(),
+    ) else {
+        return;
+    };
+    let Some(key) = crate::domain::contact::wa_id_key(to) else {
+        return;
+    };
+    let now = ctx.clock.now();
+    let contact = crate::ports::update::get_state::<crate::domain::contact::ContactState>(
+        ctx.store.as_ref(),
+        crate::ports::store::StateKind::Contact,
+        &key,
+    );
+    match contact.await {
+        Ok(c) if c.window_open(now) => {}
+        Ok(_) => {
+            let noted =
+                crate::resilience::quota::note_business_initiated(limits.as_ref(), &key, now);
+            if let Err(e) = noted.await {
+                tracing::warn!(error = %e, "business-initiated conversation not counted");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "business-initiated conversation not counted"),
     }
 }
 

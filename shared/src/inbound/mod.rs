@@ -47,6 +47,8 @@ pub struct InboundContext {
     pub events: Option<EventPublisher>,
     /// The outbound queue, for the fallback a `failed` status starts; `None` starts none.
     pub outbound: Option<Arc<dyn crate::ports::queue::Queue>>,
+    /// Where the messaging-limit tier a webhook states is kept; `None` keeps none.
+    pub limits: Option<Arc<dyn crate::ports::limits::LimitStore>>,
     /// Where `user_preferences` stop/resume marketing; `None` keeps no suppressions.
     pub suppressions: Option<Arc<dyn crate::ports::suppressions::SuppressionStore>>,
 }
@@ -156,11 +158,39 @@ pub async fn process(ctx: &InboundContext, body: &str) -> Result<Outcome, Proces
                     .await?;
                 }
             }
+            note_tier(ctx, change, now).await;
             if let Some(app_event) = AppEvent::account(waba_id, *time, change, now) {
                 publish(ctx, &app_event, now).await?;
             }
             Ok(outcome)
         }
+    }
+}
+
+/// Keeps the messaging-limit tier a `phone_number_quality_update` or
+/// `business_capability_update` states, for the quota count (best effort, logged).
+async fn note_tier(ctx: &InboundContext, change: &FieldChange, now: Timestamp) {
+    let Some(limits) = &ctx.limits else {
+        return;
+    };
+    let value = match change {
+        FieldChange::PhoneNumberQualityUpdate { .. } => serde_json::to_value(change)
+            .ok()
+            .and_then(|v| v.get("data").cloned()),
+        FieldChange::Other { field, value } if field == "business_capability_update" => {
+            Some(value.clone())
+        }
+        _ => None,
+    };
+    let Some(limit) = value
+        .as_ref()
+        .and_then(crate::resilience::quota::MessagingLimit::from_webhook)
+    else {
+        return;
+    };
+    match crate::resilience::quota::set_tier(limits.as_ref(), limit, now).await {
+        Ok(()) => tracing::info!(?limit, "messaging-limit tier noted"),
+        Err(e) => tracing::warn!(error = %e, "messaging-limit tier not kept"),
     }
 }
 

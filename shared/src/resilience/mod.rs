@@ -2,6 +2,7 @@
 //! lives behind the limits port so every Lambda instance takes from the same bucket.
 
 pub mod breaker;
+pub mod quota;
 pub mod rate;
 pub mod retry;
 
