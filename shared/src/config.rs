@@ -166,6 +166,23 @@ impl Default for DispatchSettings {
     }
 }
 
+/// The pair rule from `CARTEIRO_WHATSAPP_PAIR_INTERVAL` (default 6 s) and
+/// `CARTEIRO_WHATSAPP_PAIR_BURST` (default 45): Meta's, unless Meta changes it.
+fn pair_rate_from_env(env: Env<'_>) -> Result<crate::resilience::rate::Rate, ConfigError> {
+    let interval = env.duration_or("CARTEIRO_WHATSAPP_PAIR_INTERVAL", Duration::from_secs(6))?;
+    if interval.is_zero() {
+        return Err(ConfigError::Invalid {
+            var: "CARTEIRO_WHATSAPP_PAIR_INTERVAL",
+            reason: "must be more than 0s".to_owned(),
+        });
+    }
+    let burst = env.number_in("CARTEIRO_WHATSAPP_PAIR_BURST", 45, 1, 1_000)?;
+    Ok(crate::resilience::rate::Rate::new(
+        1.0 / interval.as_secs_f64(),
+        burst as f64,
+    ))
+}
+
 /// Meta's pair rule as a bucket: rate 1/6 a second, burst 45.
 pub const PAIR_RATE: crate::resilience::rate::Rate = crate::resilience::rate::Rate {
     per_second: 1.0 / 6.0,
@@ -237,6 +254,12 @@ impl DispatchSettings {
                 "CARTEIRO_EMAIL_SUPPRESSION",
                 Duration::from_secs(30 * 86_400),
             )?,
+            pair_rate: pair_rate_from_env(env)?,
+            breaker: crate::resilience::breaker::BreakerPolicy {
+                cool_down: env
+                    .duration_or("CARTEIRO_BREAKER_COOL_DOWN", Duration::from_secs(30))?,
+                ..crate::resilience::breaker::BreakerPolicy::default()
+            },
             messaging_limit: match env.optional("CARTEIRO_WHATSAPP_MESSAGING_LIMIT") {
                 None => None,
                 Some(v) => Some(

@@ -26,6 +26,10 @@ pub fn init_logging(format: LogFormat) {
             .without_time() // CloudWatch stamps every line
             .with_target(false)
             .try_init(),
-        LogFormat::Text => builder.with_target(false).try_init(),
+        // Colours only for a terminal: a log file or a collector gets plain text.
+        LogFormat::Text => builder
+            .with_target(false)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .try_init(),
     };
 }

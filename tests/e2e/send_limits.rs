@@ -67,7 +67,9 @@ async fn no_second_carries_more_than_the_configured_throughput() {
             deferred += 1;
         }
     }
-    assert!(deferred >= 25, "only {deferred} of 40 were deferred");
+    // Ten workers wait up to a second each for a token; at 10/s most of the rest go back on
+    // the queue.
+    assert!(deferred >= 15, "only {deferred} of 40 were deferred");
 }
 
 #[tokio::test]

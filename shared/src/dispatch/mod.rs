@@ -135,38 +135,7 @@ async fn dispatch_job(
     if let Some(s) = suppressed(ctx, &current, &job, now).await {
         return refuse(ctx, current, crate::suppression::refusal(&s)).await;
     }
-    if let Some(wait) = circuit_open(ctx, &current, &job, ctx.clock.now()).await {
-        if current.circuit_fallback_due(ctx.clock.now()) {
-            let error = DeliveryError::carteiro(
-                "circuit_open",
-                "the provider's circuit breaker stayed open past the message's fallback_after",
-            );
-            return refuse(ctx, current, error).await;
-        }
-        // Back no later than its `fallback_after`, to take the fallback then.
-        let wait = match current.circuit_fallback_at() {
-            Some(at) => wait.min(Duration::from_millis(
-                u64::try_from(at.as_millis() - ctx.clock.now().as_millis()).unwrap_or(0),
-            )),
-            None => wait,
-        };
-        note_deferral(ctx, &current, "circuit_open", ctx.clock.now(), wait).await?;
-        enqueue(ctx.outbound.as_ref(), &job, wait).await?;
-        return Ok(Dispatched::Deferred);
-    }
-    // A short wait for a token is spent here (the queue's delays are whole seconds, which
-    // would cost far more than a 12 ms gap at 80 messages/s); a long one goes back on the queue.
-    let mut waited = 0;
-    while let Some((limit, wait)) = over_limit(ctx, &current, &job, ctx.clock.now()).await {
-        if wait <= MAX_INLINE_WAIT && waited < MAX_INLINE_WAITS {
-            waited += 1;
-            tokio::time::sleep(wait).await;
-            continue;
-        }
-        note_deferral(ctx, &current, limit, ctx.clock.now(), wait).await?;
-        enqueue(ctx.outbound.as_ref(), &job, wait).await?;
-        return Ok(Dispatched::Deferred);
-    }
+    let before = current.clone();
     let claimed = update_from(ctx.store.as_ref(), current, |record| {
         let policy = ctx.settings.retry_for(record.channel);
         if recover_or_give_up(record, now, policy) {
@@ -212,6 +181,12 @@ async fn dispatch_job(
             return Ok(Dispatched::Skipped("not claimable"));
         }
     };
+    // Claimed: the breaker and the limits now, as close to the call as they can be, so every
+    // call (and only a call) takes a token.
+    let record = match gate(ctx, &job, &before, record).await? {
+        Gate::Go(record) => *record,
+        Gate::Back(outcome) => return Ok(outcome),
+    };
     let policy = ctx.settings.retry_for(record.channel);
     tracing::Span::current().record("attempt", number);
 
@@ -253,22 +228,7 @@ async fn dispatch_job(
         )
         .await;
     }
-    // The number went too fast (130429): stop its bucket for a moment, for every instance.
-    if attempt.outcome == FailureClass::Throttled.as_str()
-        && record.channel == crate::domain::delivery::Channel::Whatsapp
-        && let Some(limits) = &ctx.limits
-    {
-        let paused = rate::pause_sharded(
-            limits.as_ref(),
-            SENDER_BUCKET,
-            ctx.settings.whatsapp_mps,
-            ctx.settings.throttle_pause,
-            ctx.clock.now(),
-        );
-        if let Err(e) = paused.await {
-            tracing::warn!(error = %e, "the sender's bucket could not be paused");
-        }
-    }
+    slow_down(ctx, &record, &attempt).await;
     match &result {
         AttemptResult::Retry { at, .. } => enqueue_when_due(ctx, &job, *at).await?,
         AttemptResult::Accepted {
@@ -301,8 +261,11 @@ async fn dispatch_job(
 
 /// The longest wait for a token a worker sleeps through rather than re-queueing the job.
 const MAX_INLINE_WAIT: Duration = Duration::from_secs(1);
-/// How many such sleeps one job may take before it goes back on the queue.
-const MAX_INLINE_WAITS: u32 = 3;
+/// How many takes one job may try before it goes back on the queue.
+const MAX_INLINE_TRIES: u32 = 8;
+
+/// The limit named when the number's throughput holds an attempt back.
+const THROUGHPUT_LIMIT: &str = "whatsapp_throughput";
 
 /// The bucket of the WhatsApp number's throughput (Carteiro sends from the one number of the
 /// `whatsapp` secret).
@@ -328,41 +291,151 @@ fn breaker_key(record: &DeliveryRecord) -> Option<String> {
     Some(format!("breaker:{}", record.payload.as_ref()?.endpoint()))
 }
 
-/// How long a due attempt must wait because its endpoint's breaker is open (or another worker
-/// is probing it). A store that cannot be reached lets the attempt through (logged).
+/// How long a claimed attempt must wait because its endpoint's breaker is open (or another
+/// worker is probing it), and whether this attempt is the half-open probe. A store that cannot
+/// be reached lets the attempt through (logged).
 async fn circuit_open(
     ctx: &DispatchContext,
     record: &DeliveryRecord,
-    job: &DispatchJob,
     now: Timestamp,
-) -> Option<Duration> {
-    let limits = ctx.limits.as_ref()?;
-    if !claimable_now(record, job, now) {
-        return None;
-    }
-    let key = breaker_key(record)?;
+) -> (Option<Duration>, bool) {
+    let (Some(limits), Some(key)) = (ctx.limits.as_ref(), breaker_key(record)) else {
+        return (None, false);
+    };
     match breaker::admit(limits.as_ref(), &key, &ctx.settings.breaker, now).await {
-        Ok(Admission::Wait(wait)) => Some(wait.max(ORDER_WAIT)),
-        Ok(Admission::Call | Admission::Probe) => None,
+        Ok(Admission::Wait(wait)) => (Some(wait.max(ORDER_WAIT)), false),
+        Ok(Admission::Call) => (None, false),
+        Ok(Admission::Probe) => (None, true),
         Err(e) => {
             tracing::warn!(error = %e, breaker = key.as_str(), "breaker not consulted: the limits store is unavailable");
-            None
+            (None, false)
         }
     }
 }
 
-/// Counts an attempt on its endpoint's breaker: accepted is a success; a transient or unknown
-/// failure is a failure; anything else (a recipient's permanent error, a rate limit, a refused
-/// credential) says nothing about the endpoint's health.
+/// What the breaker and the limits said of a claimed record.
+enum Gate {
+    /// Call now.
+    Go(Box<DeliveryRecord>),
+    /// No call: the claim was handed back and the job queued again, or the fallback taken.
+    Back(Dispatched),
+}
+
+/// The breaker, then the limits, for a claimed record. An open circuit or a limit reached hands
+/// the claim back with the deferral noted — never an attempt — and queues the job again for
+/// when it may go (a circuit open past the message's `fallback_after` refuses it instead, so
+/// its fallback goes). A short wait for the number's own bucket is slept here: the queue's
+/// delays are whole seconds, far more than a 12 ms gap at 80 messages/s.
+async fn gate(
+    ctx: &DispatchContext,
+    job: &DispatchJob,
+    before: &DeliveryRecord,
+    record: DeliveryRecord,
+) -> Result<Gate, DispatchError> {
+    let (circuit, probe) = circuit_open(ctx, &record, ctx.clock.now()).await;
+    if let Some(wait) = circuit {
+        let now = ctx.clock.now();
+        // Back no later than its `fallback_after`, to take the fallback then.
+        let wait = match record.circuit_fallback_at() {
+            Some(at) => wait.min(Duration::from_millis(
+                u64::try_from(at.as_millis() - now.as_millis()).unwrap_or(0),
+            )),
+            None => wait,
+        };
+        let Some(released) = release(ctx, before, record, "circuit_open", wait).await? else {
+            return Ok(Gate::Back(Dispatched::Skipped("changed while claimed")));
+        };
+        if released.circuit_fallback_due(ctx.clock.now()) {
+            let error = DeliveryError::carteiro(
+                "circuit_open",
+                "the provider's circuit breaker stayed open past the message's fallback_after",
+            );
+            return refuse(ctx, released, error).await.map(Gate::Back);
+        }
+        enqueue(ctx.outbound.as_ref(), job, wait).await?;
+        return Ok(Gate::Back(Dispatched::Deferred));
+    }
+    // The lease is held meanwhile: waits stay well inside it.
+    let budget = MAX_INLINE_WAIT.min(ctx.settings.lease / 4);
+    let (mut waited, mut tries) = (Duration::ZERO, 0);
+    while let Some((limit, wait)) = over_limit(ctx, &record).await {
+        tries += 1;
+        // Only the number's own bucket is waited for here: a wait for one recipient (the pair
+        // rule) or a relay would hold a worker every other message could use.
+        if limit == THROUGHPUT_LIMIT && waited + wait <= budget && tries <= MAX_INLINE_TRIES {
+            waited += wait;
+            tokio::time::sleep(wait).await;
+            continue;
+        }
+        if probe {
+            release_probe(ctx, &record).await;
+        }
+        if release(ctx, before, record, limit, wait).await?.is_none() {
+            return Ok(Gate::Back(Dispatched::Skipped("changed while claimed")));
+        }
+        enqueue(ctx.outbound.as_ref(), job, wait).await?;
+        return Ok(Gate::Back(Dispatched::Deferred));
+    }
+    Ok(Gate::Go(Box::new(record)))
+}
+
+/// Hands a claim back (no call was made) with the deferral noted; `None` when the record
+/// changed meanwhile (a status webhook settled it).
+async fn release(
+    ctx: &DispatchContext,
+    before: &DeliveryRecord,
+    record: DeliveryRecord,
+    limit: &'static str,
+    wait: Duration,
+) -> Result<Option<DeliveryRecord>, UpdateError> {
+    let now = ctx.clock.now();
+    let deferral = crate::domain::delivery::Deferral {
+        at: now,
+        limit: limit.to_owned(),
+        until: now.plus(wait),
+    };
+    let released = update_from(ctx.store.as_ref(), record, |r| {
+        if r.release_claim(before, deferral.clone()) {
+            Change::Write(true)
+        } else {
+            Change::Keep(false)
+        }
+    })
+    .await?;
+    tracing::debug!(
+        limit,
+        wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+        "attempt deferred"
+    );
+    Ok(released.value.then_some(released.record))
+}
+
+/// Hands back a probe this attempt will not make (a rate limit put it off).
+async fn release_probe(ctx: &DispatchContext, record: &DeliveryRecord) {
+    let (Some(limits), Some(key)) = (ctx.limits.as_ref(), breaker_key(record)) else {
+        return;
+    };
+    let released = breaker::release_probe(
+        limits.as_ref(),
+        &key,
+        &ctx.settings.breaker,
+        ctx.clock.now(),
+    );
+    if let Err(e) = released.await {
+        tracing::warn!(error = %e, breaker = key.as_str(), "probe not handed back; another comes after its lease");
+    }
+}
+
+/// Counts an attempt on its endpoint's breaker: a transient or unknown failure is a failure;
+/// anything else is the endpoint answering — accepted, or a verdict on the message (a
+/// recipient's permanent error, a rate limit, a refused credential) — so a success: it says
+/// the endpoint is up, and a probe that got one closes the breaker.
 async fn note_health(ctx: &DispatchContext, record: &DeliveryRecord, attempt: &Attempt) {
     let (Some(limits), Some(key)) = (&ctx.limits, breaker_key(record)) else {
         return;
     };
-    let success = match attempt.outcome.as_str() {
-        "accepted" => true,
-        o if o == FailureClass::Retryable.as_str() || o == FailureClass::Unknown.as_str() => false,
-        _ => return,
-    };
+    let o = attempt.outcome.as_str();
+    let success = o != FailureClass::Retryable.as_str() && o != FailureClass::Unknown.as_str();
     let recorded = breaker::record(
         limits.as_ref(),
         &key,
@@ -375,46 +448,64 @@ async fn note_health(ctx: &DispatchContext, record: &DeliveryRecord, attempt: &A
     }
 }
 
-/// Whether a due attempt must wait for a rate limit: the limit reached and for how long. Only
-/// a record this job would claim now takes tokens; a store that cannot be reached lets the
-/// attempt through (logged), as the provider's own limits still apply.
+/// Whether a claimed attempt must wait for a rate limit: the limit reached and for how long.
+/// The recipient's pair bucket is taken first and the number's bucket last, right before the
+/// call; a token whose take came back later than [`rate::MAX_TOKEN_LAG`] after the moment it
+/// was counted at is not spent (the bucket's sliding-second guarantee allows that much lag
+/// between counting and calling), and counts as a wait of 0. A store that cannot be reached
+/// lets the attempt through (logged), as the provider's own limits still apply.
 async fn over_limit(
     ctx: &DispatchContext,
     record: &DeliveryRecord,
-    job: &DispatchJob,
-    now: Timestamp,
 ) -> Option<(&'static str, Duration)> {
     let limits = ctx.limits.as_ref()?;
-    if !claimable_now(record, job, now) {
-        return None;
-    }
     let payload = record.payload.as_ref()?;
     let verdict = if let Some(to) = payload.whatsapp_recipient() {
-        // The number's throughput first (sharded past one document's share), then the pair.
-        // A random first shard spreads the instances over them.
-        let start: u32 = rand::random();
-        let sender = rate::take_sharded(
+        let pair = pair_key(to);
+        let taken = rate::take(
             limits.as_ref(),
-            SENDER_BUCKET,
-            ctx.settings.whatsapp_mps,
-            start,
-            now,
+            &pair,
+            ctx.settings.pair_rate,
+            1.0,
+            ctx.clock.now(),
         );
-        match sender.await {
+        match taken.await {
             Ok(Decision::Allowed { .. }) => {
-                let pair = format!("whatsapp:pair:{to}");
-                rate::take(limits.as_ref(), &pair, ctx.settings.pair_rate, 1.0, now)
-                    .await
-                    .map(|d| ("whatsapp_pair", d))
+                // A random first shard spreads the instances over them.
+                let start: u32 = rand::random();
+                let counted_at = ctx.clock.now();
+                let sender = rate::take_sharded(
+                    limits.as_ref(),
+                    SENDER_BUCKET,
+                    ctx.settings.whatsapp_mps,
+                    start,
+                    counted_at,
+                );
+                match sender.await {
+                    Ok(Decision::Allowed { .. })
+                        if ctx.clock.now().as_millis() - counted_at.as_millis()
+                            > rate::MAX_TOKEN_LAG.as_millis() as i64 =>
+                    {
+                        tracing::debug!("a token came back too late to spend; taking another");
+                        return Some((THROUGHPUT_LIMIT, Duration::ZERO));
+                    }
+                    other => other.map(|d| (THROUGHPUT_LIMIT, d)),
+                }
             }
-            other => other.map(|d| ("whatsapp_throughput", d)),
+            other => other.map(|d| ("whatsapp_pair", d)),
         }
     } else {
         // A relay's own rate (the smtp secret's `rate_limit`), when it has one.
         let shape = ctx.providers.rate(payload).await?;
-        rate::take(limits.as_ref(), &payload.endpoint(), shape, 1.0, now)
-            .await
-            .map(|d| ("relay_rate", d))
+        rate::take(
+            limits.as_ref(),
+            &payload.endpoint(),
+            shape,
+            1.0,
+            ctx.clock.now(),
+        )
+        .await
+        .map(|d| ("relay_rate", d))
     };
     match verdict {
         Ok((_, Decision::Allowed { .. })) => None,
@@ -464,6 +555,55 @@ async fn note_conversation(ctx: &DispatchContext, record: &DeliveryRecord) {
     }
 }
 
+/// Meta said Carteiro went too fast: a 130429 stops the number's bucket for a moment, a
+/// 131056 the recipient's pair bucket for Meta's 4^X s — for every instance, not just this
+/// message. Best effort (logged).
+async fn slow_down(ctx: &DispatchContext, record: &DeliveryRecord, attempt: &Attempt) {
+    let (Some(limits), Some(payload)) = (&ctx.limits, &record.payload) else {
+        return;
+    };
+    let Some(to) = payload.whatsapp_recipient() else {
+        return;
+    };
+    let now = ctx.clock.now();
+    let paused = if attempt.outcome == FailureClass::Throttled.as_str() {
+        rate::pause_sharded(
+            limits.as_ref(),
+            SENDER_BUCKET,
+            ctx.settings.whatsapp_mps,
+            ctx.settings.throttle_pause,
+            now,
+        )
+        .await
+    } else if attempt.outcome == FailureClass::PairLimited.as_str() {
+        let streak = record
+            .attempts
+            .iter()
+            .rev()
+            .take_while(|a| a.outcome == FailureClass::PairLimited.as_str())
+            .count();
+        let wait = RetryPolicy::pair_wait(u32::try_from(streak).unwrap_or(u32::MAX));
+        rate::pause(
+            limits.as_ref(),
+            &pair_key(to),
+            ctx.settings.pair_rate,
+            wait,
+            now,
+        )
+        .await
+    } else {
+        return;
+    };
+    if let Err(e) = paused {
+        tracing::warn!(error = %e, outcome = %attempt.outcome, "a bucket could not be paused");
+    }
+}
+
+/// The pair bucket of one recipient.
+fn pair_key(to: &str) -> String {
+    format!("whatsapp:pair:{to}")
+}
+
 /// The suppression that holds back a due attempt's recipient, if any. A store that cannot be
 /// reached lets the attempt through (logged): the provider refuses a suppressed recipient too.
 async fn suppressed(
@@ -507,37 +647,6 @@ async fn refuse(
     tracing::info!(code = code.as_str(), "message refused before an attempt");
     publish_outcome(ctx, &refused.record).await?;
     Ok(Dispatched::Refused)
-}
-
-/// Notes on the record that a due attempt was put off (no attempt, nothing of the budget).
-async fn note_deferral(
-    ctx: &DispatchContext,
-    record: &DeliveryRecord,
-    limit: &'static str,
-    now: Timestamp,
-    wait: Duration,
-) -> Result<(), UpdateError> {
-    let until = now.plus(wait);
-    update_from(ctx.store.as_ref(), record.clone(), |r| {
-        if r.status.is_terminal() || r.status == DeliveryStatus::Sending {
-            return Change::Keep(());
-        }
-        r.deferrals = r.deferrals.saturating_add(1);
-        r.last_deferral = Some(crate::domain::delivery::Deferral {
-            at: now,
-            limit: limit.to_owned(),
-            until,
-        });
-        r.updated_at = now;
-        Change::Write(())
-    })
-    .await?;
-    tracing::debug!(
-        limit,
-        wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-        "attempt deferred by a rate limit"
-    );
-    Ok(())
 }
 
 /// For a record that ended `failed` or `dead`: publishes `message.failed` / `message.dead` and
@@ -715,10 +824,24 @@ fn judge(
                 settled: None,
             };
             let failed = number.saturating_sub(record.budget_start);
+            // Meta's 4^X s after the X-th pair refusal in a row of this message.
+            let retry_after = if failure.class == FailureClass::PairLimited {
+                let before = record
+                    .attempts
+                    .iter()
+                    .rev()
+                    .take_while(|a| a.outcome == FailureClass::PairLimited.as_str())
+                    .count();
+                let streak = u32::try_from(before).unwrap_or(u32::MAX).saturating_add(1);
+                let wait = RetryPolicy::pair_wait(streak);
+                Some(failure.retry_after.map_or(wait, |asked| asked.max(wait)))
+            } else {
+                failure.retry_after
+            };
             let next = policy.next_attempt_at(
                 failed,
                 failure.class,
-                failure.retry_after,
+                retry_after,
                 record.retry.as_ref(),
                 record.budget_started(),
                 now,

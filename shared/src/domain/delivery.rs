@@ -669,6 +669,29 @@ impl DeliveryRecord {
         Ok(self.next_attempt_number())
     }
 
+    /// Hands back a claim no call was made for (a breaker or a rate limit said wait): the
+    /// record is as it was before the claim (`before`), plus the deferral. False when it is no
+    /// longer `sending` (a status webhook settled it meanwhile).
+    pub fn release_claim(&mut self, before: &DeliveryRecord, deferral: Deferral) -> bool {
+        if self.status != DeliveryStatus::Sending {
+            return false;
+        }
+        self.status = before.status;
+        self.next_attempt_at = before.next_attempt_at;
+        self.lease_expires_at = None;
+        self.job_not_queued = before.job_not_queued;
+        // The claim marked unsettled unknown attempts `retried`; no retry was made.
+        for (a, b) in self.attempts.iter_mut().zip(&before.attempts) {
+            if b.settled.is_none() && a.settled.as_deref() == Some("retried") {
+                a.settled = None;
+            }
+        }
+        self.deferrals = self.deferrals.saturating_add(1);
+        self.updated_at = deferral.at;
+        self.last_deferral = Some(deferral);
+        true
+    }
+
     /// Records how an attempt ended. Safe to re-apply to a fresher copy of the record after a
     /// write conflict: a status webhook that got there first (the provider's `sent` can beat
     /// our own write) keeps its higher rank, and the attempt is recorded once.

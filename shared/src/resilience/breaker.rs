@@ -229,6 +229,24 @@ pub async fn admit(
     Ok(admission)
 }
 
+/// Gives up the probe this caller was admitted for without calling (its message had to wait
+/// for a rate limit), so the next caller probes now rather than after the probe lease.
+pub async fn release_probe(
+    store: &dyn LimitStore,
+    key: &str,
+    policy: &BreakerPolicy,
+    now: Timestamp,
+) -> Result<(), UpdateError> {
+    update_limit(store, key, now, |b: &mut BreakerState| {
+        if b.phase != Phase::HalfOpen || b.probe_until_ms == 0 {
+            return (Change::Keep(()), now);
+        }
+        b.probe_until_ms = 0;
+        (Change::Write(()), keep_until(policy, now))
+    })
+    .await
+}
+
 /// Counts a call's outcome on the breaker `key`.
 pub async fn record(
     store: &dyn LimitStore,

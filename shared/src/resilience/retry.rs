@@ -91,6 +91,14 @@ impl RetryPolicy {
     /// The wait after the `failed`-th failed attempt of the budget, or `None` when the class is
     /// permanent or the schedule has no entry left ([`Self::next_attempt_at`] also applies the
     /// message's own limits and the maximum age).
+    /// Meta's wait after a pair-rate refusal (131056): 4^X s for the X-th refusal in a row of
+    /// one message (1, 4, 16, 64 s ...), capped. Dispatch passes it as the provider's
+    /// `retry_after`, so the longer of it and the schedule's wait is taken.
+    pub fn pair_wait(streak: u32) -> Duration {
+        let exp = streak.saturating_sub(1).min(8);
+        Duration::from_secs(4u64.pow(exp)).min(PAIR_LIMIT_CAP)
+    }
+
     pub fn next_delay(
         &self,
         failed: u32,
@@ -103,13 +111,6 @@ impl RetryPolicy {
         }
         let index = usize::try_from(failed).ok()?;
         let base = *self.schedule.get(index)?;
-        let base = match class {
-            FailureClass::PairLimited => {
-                let exp = u32::try_from(index - 1).unwrap_or(u32::MAX).min(8);
-                Duration::from_secs(4u64.pow(exp)).min(PAIR_LIMIT_CAP)
-            }
-            _ => base,
-        };
         let factor = if self.jitter > 0.0 {
             rng.random_range((1.0 - self.jitter)..=(1.0 + self.jitter))
         } else {
@@ -265,10 +266,17 @@ mod tests {
     fn pair_limits_back_off_by_powers_of_four_and_retry_after_is_a_clamped_floor() {
         let p = policy(DEFAULT_SCHEDULE, 0.0);
         let mut rng = StdRng::seed_from_u64(1);
-        let waits: Vec<_> = (1..=4)
-            .filter_map(|n| p.next_delay(n, FailureClass::PairLimited, None, &mut rng))
-            .collect();
+        let waits: Vec<_> = (1..=4).map(RetryPolicy::pair_wait).collect();
         assert_eq!(waits, [1, 4, 16, 64].map(Duration::from_secs));
+        assert_eq!(RetryPolicy::pair_wait(20), PAIR_LIMIT_CAP);
+        // As a retry-after it is a floor under the schedule's wait.
+        let d = p.next_delay(
+            1,
+            FailureClass::PairLimited,
+            Some(RetryPolicy::pair_wait(3)),
+            &mut rng,
+        );
+        assert_eq!(d, Some(Duration::from_secs(16)));
         let d = p.next_delay(
             1,
             FailureClass::Throttled,
