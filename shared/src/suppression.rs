@@ -27,10 +27,14 @@ pub async fn check(
     payload: &DeliveryPayload,
 ) -> Result<Option<Suppression>, StoreError> {
     let (channel, addresses, marketing): (_, Vec<&str>, _) = match payload {
-        DeliveryPayload::WhatsappGraphV1 { marketing, .. } => (
+        // Only marketing is ever suppressed on WhatsApp: nothing to look up for the rest.
+        DeliveryPayload::WhatsappGraphV1 {
+            marketing: false, ..
+        } => return Ok(None),
+        DeliveryPayload::WhatsappGraphV1 { .. } => (
             SuppressedChannel::Whatsapp,
             payload.whatsapp_recipient().into_iter().collect(),
-            *marketing,
+            true,
         ),
         DeliveryPayload::EmailV1 { email } => (
             SuppressedChannel::Email,

@@ -14,6 +14,7 @@ mod hostile;
 mod intake_aws;
 mod intake_local;
 mod ledger;
+mod limits_aws;
 mod listings;
 mod operator;
 mod quota;

@@ -449,72 +449,92 @@ async fn note_health(ctx: &DispatchContext, record: &DeliveryRecord, attempt: &A
 }
 
 /// Whether a claimed attempt must wait for a rate limit: the limit reached and for how long.
-/// The recipient's pair bucket is taken first and the number's bucket last, right before the
-/// call; a token whose take came back later than [`rate::MAX_TOKEN_LAG`] after the moment it
-/// was counted at is not spent (the bucket's sliding-second guarantee allows that much lag
-/// between counting and calling), and counts as a wait of 0. A store that cannot be reached
-/// lets the attempt through (logged), as the provider's own limits still apply.
+/// For WhatsApp, [`whatsapp_tokens`]; for email, the relay's own rate (the smtp secret's
+/// `rate_limit`) when it has one. A store that cannot be reached lets the attempt through
+/// (logged), as the provider's own limits still apply.
 async fn over_limit(
     ctx: &DispatchContext,
     record: &DeliveryRecord,
 ) -> Option<(&'static str, Duration)> {
     let limits = ctx.limits.as_ref()?;
     let payload = record.payload.as_ref()?;
-    let verdict = if let Some(to) = payload.whatsapp_recipient() {
-        let pair = pair_key(to);
-        let taken = rate::take(
-            limits.as_ref(),
-            &pair,
-            ctx.settings.pair_rate,
-            1.0,
-            ctx.clock.now(),
-        );
-        match taken.await {
-            Ok(Decision::Allowed { .. }) => {
-                // A random first shard spreads the instances over them.
-                let start: u32 = rand::random();
-                let counted_at = ctx.clock.now();
-                let sender = rate::take_sharded(
-                    limits.as_ref(),
-                    SENDER_BUCKET,
-                    ctx.settings.whatsapp_mps,
-                    start,
-                    counted_at,
-                );
-                match sender.await {
-                    Ok(Decision::Allowed { .. })
-                        if ctx.clock.now().as_millis() - counted_at.as_millis()
-                            > rate::MAX_TOKEN_LAG.as_millis() as i64 =>
-                    {
-                        tracing::debug!("a token came back too late to spend; taking another");
-                        return Some((THROUGHPUT_LIMIT, Duration::ZERO));
-                    }
-                    other => other.map(|d| (THROUGHPUT_LIMIT, d)),
-                }
-            }
-            other => other.map(|d| ("whatsapp_pair", d)),
-        }
-    } else {
-        // A relay's own rate (the smtp secret's `rate_limit`), when it has one.
-        let shape = ctx.providers.rate(payload).await?;
-        rate::take(
-            limits.as_ref(),
-            &payload.endpoint(),
-            shape,
-            1.0,
-            ctx.clock.now(),
-        )
-        .await
-        .map(|d| ("relay_rate", d))
-    };
-    match verdict {
-        Ok((_, Decision::Allowed { .. })) => None,
-        Ok((limit, Decision::Limited { retry_after, .. })) => Some((limit, retry_after)),
+    if let Some(to) = payload.whatsapp_recipient() {
+        return whatsapp_tokens(ctx, limits.as_ref(), to).await;
+    }
+    let shape = ctx.providers.rate(payload).await?;
+    let endpoint = payload.endpoint();
+    let taken = rate::take(limits.as_ref(), &endpoint, shape, 1.0, ctx.clock.now());
+    match taken.await {
+        Ok(Decision::Allowed { .. }) => None,
+        Ok(Decision::Limited { retry_after, .. }) => Some(("relay_rate", retry_after)),
         Err(e) => {
             tracing::warn!(error = %e, "rate limit not counted: the limits store is unavailable");
             None
         }
     }
+}
+
+/// The recipient's pair token, then the number's throughput token (sharded past one
+/// document's share), for a call made right after: the number's is counted just before its
+/// write, so the call follows it by no more than the store's write lag, which the bucket's
+/// sliding-second ceiling leaves room for. Both go back when the call cannot be made: the number is at its limit, or either
+/// token came back too late to be spent (more than the store's write lag after it was counted
+/// for the number's, twice that for the pair's, which was counted first).
+async fn whatsapp_tokens(
+    ctx: &DispatchContext,
+    limits: &dyn LimitStore,
+    to: &str,
+) -> Option<(&'static str, Duration)> {
+    let unavailable = |e: UpdateError| {
+        tracing::warn!(error = %e, "rate limit not counted: the limits store is unavailable");
+    };
+    let pair = pair_key(to);
+    let pair_rate = ctx.settings.pair_rate;
+    let (decision, pair_at) =
+        match rate::take_counted(limits, &pair, pair_rate, 1.0, || ctx.clock.now()).await {
+            Ok(taken) => taken,
+            Err(e) => {
+                unavailable(e);
+                return None;
+            }
+        };
+    if let Decision::Limited { retry_after, .. } = decision {
+        return Some(("whatsapp_pair", retry_after));
+    }
+    // A random first shard spreads the instances over them.
+    let start: u32 = rand::random();
+    let mps = ctx.settings.whatsapp_mps;
+    let sender = rate::take_sharded(limits, SENDER_BUCKET, mps, start, || ctx.clock.now());
+    let taken = match sender.await {
+        Ok(taken) => taken,
+        Err(e) => {
+            unavailable(e);
+            return None;
+        }
+    };
+    let lag = i64::try_from(limits.write_lag().as_millis()).unwrap_or(i64::MAX);
+    let now = ctx.clock.now().as_millis();
+    let verdict = match taken.decision {
+        Decision::Limited { retry_after, .. } => Some((THROUGHPUT_LIMIT, retry_after)),
+        Decision::Allowed { .. }
+            if now - taken.at.as_millis() > lag || now - pair_at.as_millis() > 2 * lag =>
+        {
+            tracing::debug!("tokens came back too late to spend; taking others");
+            let shape = rate::shard_shape(limits, mps);
+            if let Err(e) = rate::give_back(limits, &taken.shard, shape, 1.0, ctx.clock.now()).await
+            {
+                tracing::warn!(error = %e, "a throughput token could not be given back");
+            }
+            Some((THROUGHPUT_LIMIT, Duration::ZERO))
+        }
+        Decision::Allowed { .. } => None,
+    };
+    if verdict.is_some()
+        && let Err(e) = rate::give_back(limits, &pair, pair_rate, 1.0, ctx.clock.now()).await
+    {
+        tracing::warn!(error = %e, "a pair token could not be given back");
+    }
+    verdict
 }
 
 /// Counts a template Meta took for a user outside their customer-service window against the

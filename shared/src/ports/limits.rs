@@ -38,7 +38,18 @@ pub trait LimitStore: Send + Sync + std::fmt::Debug {
         doc: &LimitDoc,
         expected_version: u64,
     ) -> Result<ReplaceOutcome, StoreError>;
+
+    /// How long after a write is decided it may take to come back, as a bound the limits
+    /// plan for: a rate limit counted at the write and spent on a call right after it
+    /// keeps this much headroom, and a token whose write came back later is not spent
+    /// ([`crate::resilience::rate::per_second_ceiling`]).
+    fn write_lag(&self) -> std::time::Duration {
+        DEFAULT_WRITE_LAG
+    }
 }
+
+/// [`LimitStore::write_lag`] of a store on the same machine.
+pub const DEFAULT_WRITE_LAG: std::time::Duration = std::time::Duration::from_millis(12);
 
 impl Versioned for LimitDoc {
     fn version(&self) -> u64 {
