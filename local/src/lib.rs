@@ -204,6 +204,7 @@ impl Application {
                 settings: settings.dispatch.clone(),
                 events: Some(events),
                 limits: Some(Arc::new(db.limits())),
+                sender_gate: Default::default(),
                 suppressions: Some(Arc::new(db.suppressions())),
             },
             whatsapp_sandbox,

@@ -7,7 +7,8 @@
 //!   131000, 131056, resets the connection, hangs past the client's timeout, or takes the
 //!   message and then hangs; it answers 130429 to everything in short bursts, 503 to everything
 //!   during an outage window, and 131026 (undeliverable, permanent) to a set of recipients whose
-//!   messages carry an email fallback. For each message it takes it posts signed `sent` and
+//!   messages carry an email fallback through a second, healthy SMTP relay (`relays` in the
+//!   `smtp` secret). For each message it takes it posts signed `sent` and
 //!   `delivered` status webhooks to the gateway, as Meta does. It logs when each call arrived.
 //! - The fake SMTP server (aiosmtpd, `support/faulty_smtp.py`) refuses, hangs, drops the
 //!   connection after DATA, or takes the message and answers too late.
@@ -392,14 +393,20 @@ fn python() -> PathBuf {
 }
 
 impl FaultySmtp {
-    fn start(dir: &Path) -> Self {
-        let log = dir.join("smtp-accepted.log");
+    /// The faulty server; with `clean`, a healthy one (the backup relay).
+    fn start(dir: &Path, clean: bool) -> Self {
+        let log = dir.join(if clean {
+            "backup-accepted.log"
+        } else {
+            "smtp-accepted.log"
+        });
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/faulty_smtp.py");
         let mut child = Command::new(python())
             .arg(&script)
             .arg("--log")
             .arg(&log)
             .args(["--hang", &HANG.as_secs_f64().to_string()])
+            .args(clean.then_some("--clean"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -459,7 +466,7 @@ struct Gateway {
 }
 
 impl Gateway {
-    fn new(dir: &Path, graph: SocketAddr, smtp_port: u16) -> Self {
+    fn new(dir: &Path, graph: SocketAddr, smtp_port: u16, backup_port: u16) -> Self {
         // A fixed port, so the fake Graph API's webhooks find the gateway after each restart.
         let addr = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -474,7 +481,8 @@ impl Gateway {
                 "phone_number_id": "1122334455667",
                 "graph_base_url": format!("http://{graph}"),
             },
-            "smtp": {"smtp_host": "127.0.0.1", "smtp_port": smtp_port, "from_email": "Loja <loja@example.com>", "use_ssl": false},
+            "smtp": {"smtp_host": "127.0.0.1", "smtp_port": smtp_port, "from_email": "Loja <loja@example.com>", "use_ssl": false,
+                     "relays": [{"id": "backup", "smtp_host": "127.0.0.1", "smtp_port": backup_port}]},
             "api_keys": {"keys": [{"id": "crash-app", "key": API_KEY}]},
         });
         std::fs::write(&secrets, doc.to_string()).unwrap();
@@ -587,7 +595,11 @@ fn send_body(n: usize) -> Value {
     };
     let mut body =
         json!({"channel": "whatsapp", "to": to, "text": {"body": format!("crash test {n}")}});
-    if (HOT..SPARED).contains(&n) {
+    // The doomed ones fall back to email through the healthy backup relay; the spared ones'
+    // fallbacks (never needed unless they die) go through the faulty primary.
+    if (HOT..DOOMED).contains(&n) {
+        body["fallback"] = json!([{"channel": "email", "to": ["ana@example.com"], "subject": fallback_subject(n), "text": "Olá", "relay": "backup"}]);
+    } else if (DOOMED..SPARED).contains(&n) {
         body["fallback"] = json!([{"channel": "email", "to": ["ana@example.com"], "subject": fallback_subject(n), "text": "Olá"}]);
     }
     body
@@ -701,8 +713,9 @@ async fn every_message_ends_terminal_within_every_limit_through_faults_outages_a
         .unwrap();
     let (taken, to_post) = mpsc::unbounded_channel();
     let graph = FakeGraph::start(taken).await;
-    let smtp = FaultySmtp::start(dir.path());
-    let mut gateway = Gateway::new(dir.path(), graph.addr, smtp.port);
+    let smtp = FaultySmtp::start(dir.path(), false);
+    let backup = FaultySmtp::start(dir.path(), true);
+    let mut gateway = Gateway::new(dir.path(), graph.addr, smtp.port, backup.port);
     let posted = Arc::new(Mutex::new(0));
     tokio::spawn(post_status_webhooks(gateway.addr, to_post, posted.clone()));
     gateway.start(&http).await;
@@ -788,6 +801,7 @@ async fn every_message_ends_terminal_within_every_limit_through_faults_outages_a
 
     // What each fake took, per Carteiro message.
     let smtp_taken = smtp.accepted();
+    let backup_taken = backup.accepted();
     let graph_log = graph.log.lock().unwrap();
     let mut graph_taken: HashMap<&str, u32> = HashMap::new();
     for (id, n) in &graph_log.accepted {
@@ -854,8 +868,8 @@ async fn every_message_ends_terminal_within_every_limit_through_faults_outages_a
                 .unwrap_or_else(|| panic!("no fallback: {record}"));
             assert_eq!(record["delivered_by"], child, "{record}");
             assert!(
-                smtp_taken.get(&fallback_subject(n)).copied().unwrap_or(0) >= 1,
-                "the fallback of {n} never reached the SMTP server"
+                backup_taken.get(&fallback_subject(n)).copied().unwrap_or(0) >= 1,
+                "the fallback of {n} never reached the backup relay"
             );
             fell_back += 1;
         }
@@ -956,7 +970,7 @@ async fn every_message_ends_terminal_within_every_limit_through_faults_outages_a
         CONSECUTIVE + CONCURRENCY + probes_allowed
     );
     eprintln!(
-        "  fallbacks: {fell_back} doomed messages delivered by email; {spared_fallbacks} of {} spared ones needed theirs",
+        "  fallbacks: {fell_back} doomed messages delivered by email through the backup relay; {spared_fallbacks} of {} spared ones needed theirs",
         SPARED - DOOMED
     );
     eprintln!(

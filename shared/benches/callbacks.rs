@@ -119,6 +119,7 @@ async fn fixture() -> Option<Fixture> {
         },
         events: None,
         limits: None,
+        sender_gate: Default::default(),
         suppressions: None,
     };
     Some(Fixture {

@@ -73,6 +73,7 @@ async fn fixture(concurrency: usize) -> Option<Fixture> {
         },
         events: None,
         limits: None,
+        sender_gate: Default::default(),
         suppressions: None,
     };
     Some(Fixture { ctx, _graph: graph })

@@ -147,6 +147,7 @@ fn dispatch_ctx(
         settings: settings(unknown_wait),
         events: None,
         limits: None,
+        sender_gate: Default::default(),
         suppressions: None,
     }
 }

@@ -152,6 +152,7 @@ fn dispatch_ctx(store: Arc<dyn DeliveryStore>, outbound: Arc<dyn Queue>) -> Disp
         settings: Default::default(),
         events: None,
         limits: None,
+        sender_gate: Default::default(),
         suppressions: None,
     }
 }

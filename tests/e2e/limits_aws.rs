@@ -241,6 +241,7 @@ async fn two_dispatch_workers_share_one_limit_through_faults_and_an_outage() {
             settings: settings(),
             events: None,
             limits: Some(limits.clone()),
+            sender_gate: Default::default(),
             suppressions: Some(Arc::new(DynamoSuppressions::new(
                 dynamodb.clone(),
                 table.clone(),

@@ -89,6 +89,7 @@ pub async fn send_stack(graph: &MockServer) -> SendStack {
             settings: DispatchSettings::default(),
             events: None,
             limits: None,
+            sender_gate: Default::default(),
             suppressions: None,
         },
         outbound,

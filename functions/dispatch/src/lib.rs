@@ -72,6 +72,7 @@ pub async fn context_from_env(env: Env<'_>) -> Result<DispatchContext, ConfigErr
         settings: DispatchSettings::from_env(env)?,
         events: Some(events),
         limits: Some(Arc::new(DynamoLimits::from_env(&sdk, env)?)),
+        sender_gate: Default::default(),
         suppressions: Some(Arc::new(DynamoSuppressions::from_env(&sdk, env)?)),
     })
 }

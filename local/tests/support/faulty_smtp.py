@@ -1,6 +1,8 @@
 """An SMTP server that fails a share of its transactions, for the crash-recovery test.
 
-    python faulty_smtp.py --log LOG --seed N [--hang SECONDS]
+    python faulty_smtp.py --log LOG --seed N [--hang SECONDS] [--clean]
+
+With --clean it fails nothing (a healthy relay beside the faulty one).
 
 Listens on a free 127.0.0.1 port and prints `READY <port>`. Each transaction draws one fate
 at MAIL FROM (seeded, so a run can be repeated):
@@ -50,8 +52,12 @@ class Handler:
         self.rng = random.Random(seed)
         self.hang = hang
         self.fates = {}
+        self.clean = False
 
     def draw(self):
+        if self.clean:
+            self.write("fate accept")
+            return "accept"
         roll = self.rng.randrange(100)
         fate = "accept"
         for name, share in FATES:
@@ -105,8 +111,10 @@ def main():
     p.add_argument("--log", required=True)
     p.add_argument("--seed", type=int, default=6)
     p.add_argument("--hang", type=float, default=1.5)
+    p.add_argument("--clean", action="store_true")
     args = p.parse_args()
     handler = Handler(args.log, args.seed, args.hang)
+    handler.clean = args.clean
 
     def factory():
         return SMTP(handler, hostname="smtp.carteiro.test", timeout=30)

@@ -48,9 +48,24 @@ pub struct DispatchContext {
     pub events: Option<EventPublisher>,
     /// Where the send rate limits are counted; `None` sends as fast as the queue allows.
     pub limits: Option<Arc<dyn LimitStore>>,
+    /// One claimer of this process at a time asks each shard of the number's bucket (and
+    /// sleeps for its next token); the others queue here instead of at the store. Share one
+    /// per process.
+    pub sender_gate: Arc<SenderGates>,
     /// Who is not to be sent to (checked before each attempt, taught by refusals); `None`
     /// checks nobody.
     pub suppressions: Option<Arc<dyn crate::ports::suppressions::SuppressionStore>>,
+}
+
+/// A gate per shard of the number's bucket ([`DispatchContext::sender_gate`]); shard `i` uses
+/// gate `i % 8`.
+#[derive(Debug, Default)]
+pub struct SenderGates([tokio::sync::Mutex<()>; 8]);
+
+impl SenderGates {
+    fn of(&self, shard: u32) -> &tokio::sync::Mutex<()> {
+        &self.0[shard as usize % self.0.len()]
+    }
 }
 
 /// How long a delivery waiting for the one before it (an ordered callback) waits between looks.
@@ -259,10 +274,14 @@ async fn dispatch_job(
     Ok(Dispatched::Attempted(result))
 }
 
+/// A worker that waited longer than this for its token asks the breaker again.
+const RECHECK_AFTER: Duration = Duration::from_millis(20);
+
+/// How much sooner than its next token is due a worker waiting for it wakes.
+const TIMER_SLACK: Duration = Duration::from_millis(1);
+
 /// The longest wait for a token a worker sleeps through rather than re-queueing the job.
 const MAX_INLINE_WAIT: Duration = Duration::from_secs(1);
-/// How many takes one job may try before it goes back on the queue.
-const MAX_INLINE_TRIES: u32 = 8;
 
 /// The limit named when the number's throughput holds an attempt back.
 const THROUGHPUT_LIMIT: &str = "whatsapp_throughput";
@@ -324,8 +343,7 @@ enum Gate {
 /// The breaker, then the limits, for a claimed record. An open circuit or a limit reached hands
 /// the claim back with the deferral noted — never an attempt — and queues the job again for
 /// when it may go (a circuit open past the message's `fallback_after` refuses it instead, so
-/// its fallback goes). A short wait for the number's own bucket is slept here: the queue's
-/// delays are whole seconds, far more than a 12 ms gap at 80 messages/s.
+/// its fallback goes).
 async fn gate(
     ctx: &DispatchContext,
     job: &DispatchJob,
@@ -334,6 +352,42 @@ async fn gate(
 ) -> Result<Gate, DispatchError> {
     let (circuit, probe) = circuit_open(ctx, &record, ctx.clock.now()).await;
     if let Some(wait) = circuit {
+        return circuit_wait(ctx, job, before, record, wait).await;
+    }
+    let admitted = Instant::now();
+    if let Some((limit, wait)) = over_limit(ctx, &record).await {
+        if probe {
+            release_probe(ctx, &record).await;
+        }
+        if release(ctx, before, record, limit, wait).await?.is_none() {
+            return Ok(Gate::Back(Dispatched::Skipped("changed while claimed")));
+        }
+        enqueue(ctx.outbound.as_ref(), job, wait).await?;
+        return Ok(Gate::Back(Dispatched::Deferred));
+    }
+    // A worker that waited for its token asks the breaker again: it may have opened meanwhile,
+    // and no call goes to an open circuit but the probe. (The token is not given back: a
+    // wasted token never takes the number over its limit.)
+    if !probe && admitted.elapsed() > RECHECK_AFTER {
+        let (circuit, _) = circuit_open(ctx, &record, ctx.clock.now()).await;
+        if let Some(wait) = circuit {
+            return circuit_wait(ctx, job, before, record, wait).await;
+        }
+    }
+    Ok(Gate::Go(Box::new(record)))
+}
+
+/// A claimed record whose circuit is open: the claim handed back and the job queued for the
+/// end of the cool-down (no later than its `fallback_after`), or, past its `fallback_after`,
+/// refused so that its fallback goes.
+async fn circuit_wait(
+    ctx: &DispatchContext,
+    job: &DispatchJob,
+    before: &DeliveryRecord,
+    record: DeliveryRecord,
+    wait: Duration,
+) -> Result<Gate, DispatchError> {
+    {
         let now = ctx.clock.now();
         // Back no later than its `fallback_after`, to take the fallback then.
         let wait = match record.circuit_fallback_at() {
@@ -353,30 +407,8 @@ async fn gate(
             return refuse(ctx, released, error).await.map(Gate::Back);
         }
         enqueue(ctx.outbound.as_ref(), job, wait).await?;
-        return Ok(Gate::Back(Dispatched::Deferred));
+        Ok(Gate::Back(Dispatched::Deferred))
     }
-    // The lease is held meanwhile: waits stay well inside it.
-    let budget = MAX_INLINE_WAIT.min(ctx.settings.lease / 4);
-    let (mut waited, mut tries) = (Duration::ZERO, 0);
-    while let Some((limit, wait)) = over_limit(ctx, &record).await {
-        tries += 1;
-        // Only the number's own bucket is waited for here: a wait for one recipient (the pair
-        // rule) or a relay would hold a worker every other message could use.
-        if limit == THROUGHPUT_LIMIT && waited + wait <= budget && tries <= MAX_INLINE_TRIES {
-            waited += wait;
-            tokio::time::sleep(wait).await;
-            continue;
-        }
-        if probe {
-            release_probe(ctx, &record).await;
-        }
-        if release(ctx, before, record, limit, wait).await?.is_none() {
-            return Ok(Gate::Back(Dispatched::Skipped("changed while claimed")));
-        }
-        enqueue(ctx.outbound.as_ref(), job, wait).await?;
-        return Ok(Gate::Back(Dispatched::Deferred));
-    }
-    Ok(Gate::Go(Box::new(record)))
 }
 
 /// Hands a claim back (no call was made) with the deferral noted; `None` when the record
@@ -474,12 +506,14 @@ async fn over_limit(
     }
 }
 
-/// The recipient's pair token, then the number's throughput token (sharded past one
-/// document's share), for a call made right after: the number's is counted just before its
-/// write, so the call follows it by no more than the store's write lag, which the bucket's
-/// sliding-second ceiling leaves room for. Both go back when the call cannot be made: the number is at its limit, or either
-/// token came back too late to be spent (more than the store's write lag after it was counted
-/// for the number's, twice that for the pair's, which was counted first).
+/// The number's throughput token (sharded past one document's share), then the recipient's
+/// pair token, for a call made right after. The number's is counted just before its write,
+/// so the call follows it by no more than the store's write lag, which the bucket's
+/// sliding-second ceiling leaves room for; a token that came back later is given back and
+/// taken again. A short wait for the number's next token is slept here, through
+/// [`DispatchContext::sender_gate`] (the queue's delays are whole seconds, far more than the
+/// 12 ms between tokens at 80/s), within a quarter of the lease; a longer one, or the pair's,
+/// is the caller's to defer. Tokens of a call not made go back.
 async fn whatsapp_tokens(
     ctx: &DispatchContext,
     limits: &dyn LimitStore,
@@ -488,53 +522,83 @@ async fn whatsapp_tokens(
     let unavailable = |e: UpdateError| {
         tracing::warn!(error = %e, "rate limit not counted: the limits store is unavailable");
     };
+    let budget = MAX_INLINE_WAIT.min(ctx.settings.lease / 4);
+    let started = Instant::now();
+    let left = || budget.saturating_sub(started.elapsed());
+    let mps = ctx.settings.whatsapp_mps;
+    let lag = i64::try_from(limits.write_lag().as_millis()).unwrap_or(i64::MAX);
     let pair = pair_key(to);
     let pair_rate = ctx.settings.pair_rate;
-    let (decision, pair_at) =
-        match rate::take_counted(limits, &pair, pair_rate, 1.0, || ctx.clock.now()).await {
-            Ok(taken) => taken,
-            Err(e) => {
-                unavailable(e);
-                return None;
+    loop {
+        // A random shard spreads the claimers (and the instances) over them.
+        let shard = rand::random::<u32>() % rate::shards_for(mps);
+        let Ok(gate) = tokio::time::timeout(left(), ctx.sender_gate.of(shard).lock()).await else {
+            return Some((THROUGHPUT_LIMIT, Duration::ZERO));
+        };
+        // Holding the gate until this claimer has its token (or gives up): the next one asks
+        // after it. A timer wakes a millisecond or more late, so it wakes that much early and
+        // asks again; the bucket's burst over one token (6 ms at 80/s, and at a shard's 250/s)
+        // banks what lateness is left.
+        let taken = loop {
+            let sender = rate::take_shard(limits, SENDER_BUCKET, mps, shard, || ctx.clock.now());
+            let taken = match sender.await {
+                Ok(taken) => taken,
+                Err(e) => {
+                    unavailable(e);
+                    return None;
+                }
+            };
+            match taken.decision {
+                Decision::Limited { retry_after, .. } if retry_after <= left() => {
+                    match retry_after.checked_sub(TIMER_SLACK) {
+                        Some(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
+                        _ => tokio::task::yield_now().await,
+                    }
+                }
+                Decision::Limited { retry_after, .. } => {
+                    return Some((THROUGHPUT_LIMIT, retry_after));
+                }
+                Decision::Allowed { .. } => break taken,
             }
         };
-    if let Decision::Limited { retry_after, .. } = decision {
-        return Some(("whatsapp_pair", retry_after));
-    }
-    // A random first shard spreads the instances over them.
-    let start: u32 = rand::random();
-    let mps = ctx.settings.whatsapp_mps;
-    let sender = rate::take_sharded(limits, SENDER_BUCKET, mps, start, || ctx.clock.now());
-    let taken = match sender.await {
-        Ok(taken) => taken,
-        Err(e) => {
-            unavailable(e);
-            return None;
-        }
-    };
-    let lag = i64::try_from(limits.write_lag().as_millis()).unwrap_or(i64::MAX);
-    let now = ctx.clock.now().as_millis();
-    let verdict = match taken.decision {
-        Decision::Limited { retry_after, .. } => Some((THROUGHPUT_LIMIT, retry_after)),
-        Decision::Allowed { .. }
-            if now - taken.at.as_millis() > lag || now - pair_at.as_millis() > 2 * lag =>
-        {
-            tracing::debug!("tokens came back too late to spend; taking others");
+        drop(gate);
+        let give_back_sender = async || {
             let shape = rate::shard_shape(limits, mps);
-            if let Err(e) = rate::give_back(limits, &taken.shard, shape, 1.0, ctx.clock.now()).await
-            {
+            let back = rate::give_back(limits, &taken.shard, shape, 1.0, ctx.clock.now());
+            if let Err(e) = back.await {
                 tracing::warn!(error = %e, "a throughput token could not be given back");
             }
-            Some((THROUGHPUT_LIMIT, Duration::ZERO))
+        };
+        let pair_taken = rate::take_counted(limits, &pair, pair_rate, 1.0, || ctx.clock.now());
+        let pair_at = match pair_taken.await {
+            Ok((Decision::Limited { retry_after, .. }, _)) => {
+                give_back_sender().await;
+                return Some(("whatsapp_pair", retry_after));
+            }
+            Ok((Decision::Allowed { .. }, at)) => Some(at),
+            Err(e) => {
+                unavailable(e);
+                None
+            }
+        };
+        let now = ctx.clock.now().as_millis();
+        let late = now - taken.at.as_millis() > lag
+            || pair_at.is_some_and(|at| now - at.as_millis() > lag);
+        if !late {
+            return None;
         }
-        Decision::Allowed { .. } => None,
-    };
-    if verdict.is_some()
-        && let Err(e) = rate::give_back(limits, &pair, pair_rate, 1.0, ctx.clock.now()).await
-    {
-        tracing::warn!(error = %e, "a pair token could not be given back");
+        tracing::debug!("tokens came back too late to spend; taking others");
+        give_back_sender().await;
+        if pair_at.is_some() {
+            let back = rate::give_back(limits, &pair, pair_rate, 1.0, ctx.clock.now());
+            if let Err(e) = back.await {
+                tracing::warn!(error = %e, "a pair token could not be given back");
+            }
+        }
+        if left().is_zero() {
+            return Some((THROUGHPUT_LIMIT, Duration::ZERO));
+        }
     }
-    verdict
 }
 
 /// Counts a template Meta took for a user outside their customer-service window against the

@@ -49,7 +49,7 @@ pub trait LimitStore: Send + Sync + std::fmt::Debug {
 }
 
 /// [`LimitStore::write_lag`] of a store on the same machine.
-pub const DEFAULT_WRITE_LAG: std::time::Duration = std::time::Duration::from_millis(12);
+pub const DEFAULT_WRITE_LAG: std::time::Duration = std::time::Duration::from_millis(5);
 
 impl Versioned for LimitDoc {
     fn version(&self) -> u64 {

@@ -135,6 +135,16 @@ impl BreakerState {
         }
     }
 
+    /// Gives up a half-open breaker's probe without a call, so the next caller probes; false
+    /// when there was no probe to give up.
+    pub fn release_probe(&mut self) -> bool {
+        if self.phase != Phase::HalfOpen || self.probe_until_ms == 0 {
+            return false;
+        }
+        self.probe_until_ms = 0;
+        true
+    }
+
     /// Counts one call's outcome (`true` = success) and moves the phase.
     pub fn record(
         &mut self,
@@ -238,11 +248,11 @@ pub async fn release_probe(
     now: Timestamp,
 ) -> Result<(), UpdateError> {
     update_limit(store, key, now, |b: &mut BreakerState| {
-        if b.phase != Phase::HalfOpen || b.probe_until_ms == 0 {
-            return (Change::Keep(()), now);
+        if b.release_probe() {
+            (Change::Write(()), keep_until(policy, now))
+        } else {
+            (Change::Keep(()), now)
         }
-        b.probe_until_ms = 0;
-        (Change::Write(()), keep_until(policy, now))
     })
     .await
 }
@@ -377,6 +387,26 @@ mod tests {
         );
         assert_eq!(b.admit(&p, at(64)), (Admission::Call, None));
         assert_eq!((b.calls, b.failures, b.consecutive_failures), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_probe_handed_back_lets_the_next_caller_probe_at_once() {
+        let p = BreakerPolicy {
+            consecutive: 1,
+            ..BreakerPolicy::default()
+        };
+        let mut b = BreakerState::default();
+        b.record(&p, false, at(0));
+        assert_eq!(b.phase, Phase::Open);
+        let later = at(0).plus(p.cool_down);
+        assert_eq!(b.admit(&p, later).0, Admission::Probe);
+        // Another caller waits for the probe...
+        assert!(matches!(b.admit(&p, later).0, Admission::Wait(_)));
+        // ...until the prober, put off by a rate limit, hands it back.
+        assert!(b.release_probe());
+        assert!(!b.release_probe(), "nothing left to hand back");
+        assert_eq!(b.admit(&p, later).0, Admission::Probe);
+        assert_eq!(b.phase, Phase::HalfOpen);
     }
 
     #[test]
