@@ -930,9 +930,19 @@ async fn every_message_ends_terminal_within_every_limit_through_faults_outages_a
         CONCURRENCY,
         probes_allowed
     );
+    // Open during the outage: a silent stretch of about a cool-down (probes aside), where an
+    // unguarded gateway would call every few milliseconds.
+    let mut edges = vec![OUTAGE_FROM];
+    edges.extend(in_outage.iter().copied());
+    edges.push(OUTAGE_TO);
+    let silence = edges
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
     assert!(
-        in_outage.len() >= CONSECUTIVE,
-        "the outage must see the calls that open the breaker"
+        silence >= COOL_DOWN.mul_f64(0.8),
+        "no call-free stretch of a cool-down in the outage (longest {silence:?}): {in_outage:?}"
     );
     let transitions = whatsapp_breaker_transitions(&logs);
     let opened = transitions.iter().position(|t| t == "opened");
@@ -965,7 +975,7 @@ async fn every_message_ends_terminal_within_every_limit_through_faults_outages_a
         "  limits: busiest second {busiest_second} calls (limit {MPS}); hot recipient {hot_calls} calls; {deferred} messages deferred at least once, {circuit_deferred} last by the open circuit"
     );
     eprintln!(
-        "  breaker: {} calls in the {outage:?} outage (≤ {} allowed), transitions {transitions:?}, {after_outage} calls after it",
+        "  breaker: {} calls in the {outage:?} outage (≤ {} allowed), longest silence in it {silence:.1?}, transitions {transitions:?}, {after_outage} calls after it",
         in_outage.len(),
         CONSECUTIVE + CONCURRENCY + probes_allowed
     );
