@@ -34,10 +34,10 @@ fn parse_wa_id(wa_id: &str) -> Result<String, ApiError> {
     })
 }
 
-/// `limit` and `cursor` of a listing request: at most 100 per page (default 50).
-pub(super) fn paging(req: &crate::http::ApiRequest) -> Result<(usize, Option<Cursor>), ApiError> {
-    let limit = match http::query_param(req, "limit") {
-        None => 50,
+/// A listing's `limit` query parameter: 1 to 100, 50 when absent.
+pub(super) fn page_limit(req: &crate::http::ApiRequest) -> Result<usize, ApiError> {
+    match http::query_param(req, "limit") {
+        None => Ok(50),
         Some(v) => v
             .parse::<usize>()
             .ok()
@@ -48,8 +48,13 @@ pub(super) fn paging(req: &crate::http::ApiRequest) -> Result<(usize, Option<Cur
                     "limit must be a whole number from 1 to 100",
                 )
                 .with_field("limit")
-            })?,
-    };
+            }),
+    }
+}
+
+/// `limit` and `cursor` of a listing request: at most 100 per page (default 50).
+pub(super) fn paging(req: &crate::http::ApiRequest) -> Result<(usize, Option<Cursor>), ApiError> {
+    let limit = page_limit(req)?;
     let cursor = match http::query_param(req, "cursor") {
         None => None,
         Some(c) => Some(Cursor::decode(&c).ok_or_else(|| {

@@ -39,20 +39,7 @@ fn view(s: &Suppression) -> Value {
 #[tracing::instrument(skip_all)]
 pub async fn list(ctx: &SendApiContext, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     let store = store(ctx)?;
-    let limit = match http::query_param(req, "limit") {
-        None => 50,
-        Some(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_query",
-                    "limit must be a whole number from 1 to 100",
-                )
-                .with_field("limit")
-            })?,
-    };
+    let limit = super::conversations::page_limit(req)?;
     let after = match http::query_param(req, "cursor") {
         None => None,
         Some(c) => Some(
