@@ -54,7 +54,7 @@ const COOL_DOWN: Duration = Duration::from_secs(2);
 /// a window set by the clock alone might see too few calls to open the breaker).
 const OUTAGE_AFTER: usize = 10;
 const OUTAGE: Duration = Duration::from_secs(12);
-const DEADLINE: Duration = Duration::from_secs(150);
+const DEADLINE: Duration = Duration::from_secs(240);
 
 #[derive(Debug, Default)]
 struct GraphState {

@@ -510,8 +510,8 @@ async fn over_limit(
 /// pair token, for a call made right after. The number's is counted just before its write,
 /// so the call follows it by no more than the store's write lag, which the bucket's
 /// sliding-second ceiling leaves room for; a token that came back later is given back and
-/// taken again. A short wait for the number's next token is slept here, through
-/// [`DispatchContext::sender_gate`] (the queue's delays are whole seconds, far more than the
+/// taken again while the wait budget lasts (past it, the call goes, logged). A short wait
+/// for the number's next token is slept here, through [`DispatchContext::sender_gate`] (the queue's delays are whole seconds, far more than the
 /// 12 ms between tokens at 80/s), within a quarter of the lease; a longer one, or the pair's,
 /// is the caller's to defer. Tokens of a call not made go back.
 async fn whatsapp_tokens(
@@ -587,6 +587,14 @@ async fn whatsapp_tokens(
         if !late {
             return None;
         }
+        if left().is_zero() {
+            // The store stays slower than its write lag: send rather than stop sending (as
+            // when it cannot be reached); the provider's own limit still applies.
+            tracing::warn!(
+                "the limits store answers slower than its write lag; the call goes on a late token"
+            );
+            return None;
+        }
         tracing::debug!("tokens came back too late to spend; taking others");
         give_back_sender().await;
         if pair_at.is_some() {
@@ -594,9 +602,6 @@ async fn whatsapp_tokens(
             if let Err(e) = back.await {
                 tracing::warn!(error = %e, "a pair token could not be given back");
             }
-        }
-        if left().is_zero() {
-            return Some((THROUGHPUT_LIMIT, Duration::ZERO));
         }
     }
 }
