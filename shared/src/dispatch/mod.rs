@@ -665,13 +665,8 @@ async fn slow_down(ctx: &DispatchContext, record: &DeliveryRecord, attempt: &Att
         )
         .await
     } else if attempt.outcome == FailureClass::PairLimited.as_str() {
-        let streak = record
-            .attempts
-            .iter()
-            .rev()
-            .take_while(|a| a.outcome == FailureClass::PairLimited.as_str())
-            .count();
-        let wait = RetryPolicy::pair_wait(u32::try_from(streak).unwrap_or(u32::MAX));
+        // The record holds this attempt already.
+        let wait = RetryPolicy::pair_wait(record.pair_refusals_in_a_row());
         rate::pause(
             limits.as_ref(),
             &pair_key(to),
@@ -915,14 +910,9 @@ fn judge(
             let failed = number.saturating_sub(record.budget_start);
             // Meta's 4^X s after the X-th pair refusal in a row of this message.
             let retry_after = if failure.class == FailureClass::PairLimited {
-                let before = record
-                    .attempts
-                    .iter()
-                    .rev()
-                    .take_while(|a| a.outcome == FailureClass::PairLimited.as_str())
-                    .count();
-                let streak = u32::try_from(before).unwrap_or(u32::MAX).saturating_add(1);
-                let wait = RetryPolicy::pair_wait(streak);
+                // The record does not hold this attempt yet.
+                let wait =
+                    RetryPolicy::pair_wait(record.pair_refusals_in_a_row().saturating_add(1));
                 Some(failure.retry_after.map_or(wait, |asked| asked.max(wait)))
             } else {
                 failure.retry_after

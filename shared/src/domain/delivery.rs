@@ -512,6 +512,17 @@ impl DeliveryRecord {
         true
     }
 
+    /// How many of the latest attempts in a row Meta refused for the pair rate (131056).
+    pub fn pair_refusals_in_a_row(&self) -> u32 {
+        let n = self
+            .attempts
+            .iter()
+            .rev()
+            .take_while(|a| a.outcome == crate::domain::outcome::FailureClass::PairLimited.as_str())
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
     /// Whether the next fallback step is due: this path failed for good, or was overtaken
     /// ([`Self::fallback_reason`]).
     pub fn fallback_due(&self) -> bool {

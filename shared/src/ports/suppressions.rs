@@ -14,6 +14,20 @@ pub struct SuppressionPage {
     pub next: Option<String>,
 }
 
+impl SuppressionPage {
+    /// The page of `limit` from `items` read in key order, one more than `limit` if there is
+    /// more: that extra one says a next page exists, and is not shown.
+    pub fn of(mut items: Vec<Suppression>, limit: usize) -> Self {
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(Suppression::key)
+        } else {
+            None
+        };
+        Self { items, next }
+    }
+}
+
 #[async_trait]
 pub trait SuppressionStore: Send + Sync + std::fmt::Debug {
     /// Writes (or replaces) the suppression of its channel and address.

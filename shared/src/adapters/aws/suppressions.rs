@@ -167,12 +167,6 @@ impl SuppressionStore for DynamoSuppressions {
                 break;
             }
         }
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(Suppression::key)
-        } else {
-            None
-        };
-        Ok(SuppressionPage { items, next })
+        Ok(SuppressionPage::of(items, limit))
     }
 }

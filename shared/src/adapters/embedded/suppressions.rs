@@ -105,16 +105,10 @@ impl SuppressionStore for EmbeddedSuppressions {
                 Ok(rows)
             })
             .await?;
-        let mut items = rows
+        let items = rows
             .iter()
             .map(|(k, b)| decode(k, b))
             .collect::<Result<Vec<_>, _>>()?;
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(Suppression::key)
-        } else {
-            None
-        };
-        Ok(SuppressionPage { items, next })
+        Ok(SuppressionPage::of(items, limit))
     }
 }
