@@ -130,15 +130,24 @@ async fn an_inbound_text_and_a_status_reach_the_app_as_signed_callbacks() {
     let event_id = header(r, "webhook-id").to_owned();
     assert!(event_id.starts_with("evt_"), "{event_id}");
 
-    let event = app
-        .http
-        .get(app.url(&format!("/v1/events/{event_id}")))
-        .bearer_auth(carteiro_e2e::webhooks::API_KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(event.status(), 200);
-    let event: Value = event.json().await.unwrap();
+    // The receiver has the callback a moment before dispatch writes its outcome: read the
+    // event once its delivery is no longer `sending`.
+    let mut event = Value::Null;
+    for _ in 0..100 {
+        let res = app
+            .http
+            .get(app.url(&format!("/v1/events/{event_id}")))
+            .bearer_auth(carteiro_e2e::webhooks::API_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        event = res.json().await.unwrap();
+        if event["deliveries"][0]["status"] != "sending" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(event["type"], "message.received");
     assert_eq!(event["deliveries"][0]["endpoint_id"], "app");
     assert_eq!(event["deliveries"][0]["status"], "sent");
