@@ -95,6 +95,13 @@ impl Application {
             path: config.data_dir.display().to_string(),
             source,
         })?;
+        let outlets = carteiro_shared::observability::metrics::Outlets {
+            prometheus: true,
+            emf: config.settings.metrics.emf,
+        };
+        if let Err(e) = carteiro_shared::observability::metrics::install(outlets) {
+            tracing::error!(error = %e, "metrics are off");
+        }
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let db = EmbeddedDb::open(
             &config
@@ -254,6 +261,9 @@ impl Application {
             })
             .collect();
         let sweeper = tokio::spawn(sweeper::run(self.gateway.sweep.clone(), shutdown.clone()));
+        if self.config.settings.metrics.emf {
+            tokio::spawn(emf_lines(shutdown.clone()));
+        }
         if let Some(taken) = self.sandbox_taken {
             tokio::spawn(sandbox::answer(
                 self.gateway.intake.clone(),
@@ -271,5 +281,20 @@ impl Application {
         }
         let _ = sweeper.await;
         served
+    }
+}
+
+/// With `CARTEIRO_METRICS_EMF=1`: the EMF lines Lambda would write, every second on stdout
+/// (and once more at shutdown).
+async fn emf_lines(mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = shutdown.wait_for(|stop| *stop) => {
+                carteiro_shared::observability::metrics::flush_emf();
+                return;
+            }
+        }
+        carteiro_shared::observability::metrics::flush_emf();
     }
 }

@@ -38,6 +38,8 @@ pub async fn route(gateway: &Gateway, req: ApiRequest) -> ApiResponse {
             json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
         }
         "/health" => ApiError::method_not_allowed("GET").into_response(),
+        "/metrics" if req.method() == Method::GET => metrics(),
+        "/metrics" => ApiError::method_not_allowed("GET").into_response(),
         _ => ApiError::not_found().into_response(),
     }
 }
@@ -68,4 +70,16 @@ fn sandbox_outbox(gateway: &Gateway) -> ApiResponse {
         StatusCode::OK,
         &serde_json::json!({ "messages": messages, "emails": emails }),
     )
+}
+
+/// Local only: every metric in Prometheus text (docs/observability.md).
+fn metrics() -> ApiResponse {
+    match carteiro_shared::observability::metrics::render_prometheus() {
+        Some(text) => http::Response::builder()
+            .status(StatusCode::OK)
+            .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")
+            .body(bytes::Bytes::from(text))
+            .unwrap_or_else(|_| ApiError::not_found().into_response()),
+        None => ApiError::not_found().into_response(),
+    }
 }

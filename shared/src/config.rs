@@ -51,6 +51,19 @@ impl<'a> Env<'a> {
         }
     }
 
+    /// A switch written `1`/`true`/`on` or `0`/`false`/`off`.
+    pub fn flag_or(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.optional(var).map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) if ["1", "true", "on"].contains(&v.as_str()) => Ok(true),
+            Some(v) if ["0", "false", "off"].contains(&v.as_str()) => Ok(false),
+            Some(v) => Err(ConfigError::Invalid {
+                var,
+                reason: format!("{v:?} is not 1 or 0"),
+            }),
+        }
+    }
+
     /// A whole number in `min..=max`.
     pub fn number_in(
         &self,
@@ -412,6 +425,24 @@ pub struct Settings {
     pub graph: GraphSettings,
     pub smtp: SmtpSettings,
     pub callbacks: CallbackSettings,
+    pub metrics: MetricsSettings,
+}
+
+/// Where metrics go (docs/observability.md). Lambda always writes EMF lines; these settings
+/// are the local runtime's.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MetricsSettings {
+    /// `CARTEIRO_METRICS_EMF=1`: the local runtime also prints, every second, the CloudWatch
+    /// EMF lines Lambda would (default off; `GET /metrics` serves Prometheus text either way).
+    pub emf: bool,
+}
+
+impl MetricsSettings {
+    pub fn from_env(env: Env<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            emf: env.flag_or("CARTEIRO_METRICS_EMF", false)?,
+        })
+    }
 }
 
 impl Settings {
@@ -425,6 +456,7 @@ impl Settings {
             graph: GraphSettings::from_env(env)?,
             smtp: SmtpSettings::from_env(env)?,
             callbacks: CallbackSettings::from_env(env)?,
+            metrics: MetricsSettings::from_env(env)?,
         })
     }
 }

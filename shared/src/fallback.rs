@@ -5,7 +5,8 @@
 //! delivery of its own — another channel, another template — linked to the one it stands in
 //! for, and queued. Its id is derived from the failed one's, so the step is taken once however
 //! often the failure is seen (a redelivered job, a repeated webhook); a crash between creating
-//! and queueing it leaves a `queued` record the sweeper queues.
+//! and queueing it leaves a `queued` record the sweeper queues, and a crash before the step
+//! leaves the failed record in the sweeper's view until it is marked `fallback_taken`.
 
 use crate::dispatch::enqueue;
 use crate::domain::delivery::DeliveryRecord;
@@ -13,6 +14,7 @@ use crate::domain::job::DispatchJob;
 use crate::domain::time::Timestamp;
 use crate::ports::queue::{Queue, QueueError};
 use crate::ports::store::{CreateOutcome, DeliveryStore, StoreError};
+use crate::ports::update::{Change, UpdateError, update_record};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,17 +39,34 @@ pub async fn take_step(
     let Some(next) = record.fallback_delivery(now) else {
         return Ok(None);
     };
-    if store.create(&next).await? == CreateOutcome::AlreadyExists {
-        return Ok(None);
+    let created = store.create(&next).await? == CreateOutcome::Created;
+    if created {
+        enqueue(
+            outbound,
+            &DispatchJob::new(next.id.clone(), next.correlation_id.clone()),
+            Duration::ZERO,
+        )
+        .await?;
+        tracing::info!(failed = %record.id, fallback = %next.id, channel = ?next.channel, "fallback step taken");
     }
-    enqueue(
-        outbound,
-        &DispatchJob::new(next.id.clone(), next.correlation_id.clone()),
-        Duration::ZERO,
-    )
-    .await?;
-    tracing::info!(failed = %record.id, fallback = %next.id, channel = ?next.channel, "fallback step taken");
-    Ok(Some(next))
+    if !record.fallback_taken {
+        // Out of the sweeper's view from now on (a step created but not queued is a `queued`
+        // record, which the sweeper queues).
+        update_record(store, &record.id, |r| {
+            if r.fallback_taken {
+                Change::Keep(())
+            } else {
+                r.fallback_taken = true;
+                Change::Write(())
+            }
+        })
+        .await
+        .map_err(|e| match e {
+            UpdateError::Store(e) => FallbackError::Store(e),
+            contended => FallbackError::Store(StoreError::Unavailable(contended.to_string())),
+        })?;
+    }
+    Ok(created.then_some(next))
 }
 
 /// The chain that starts at `record`: it and every fallback after it, in order.

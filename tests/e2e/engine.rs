@@ -14,7 +14,9 @@ use carteiro_shared::batch::QueuedEvent;
 use carteiro_shared::config::GraphSettings;
 use carteiro_shared::config::{DispatchSettings, SweepSettings};
 use carteiro_shared::dispatch::{self, DispatchContext};
-use carteiro_shared::domain::delivery::{Attempt, DeliveryRecord, UNKNOWN_OUTCOME};
+use carteiro_shared::domain::delivery::{
+    Attempt, DeliveryRecord, FallbackStep, UNKNOWN_OUTCOME, fallback_id,
+};
 use carteiro_shared::domain::{DeliveryStatus, MessageId, Timestamp};
 use carteiro_shared::ports::{DeliveryStore, OutgoingMessage, Queue, SystemClock};
 use carteiro_shared::providers::email_sandbox::EmailOutbox;
@@ -68,12 +70,13 @@ fn failed_attempt(n: u32, outcome: &str) -> Attempt {
     }
 }
 
-/// The four records the sweeper exists for, written straight into the store.
+/// The five records the sweeper exists for, written straight into the store.
 struct Scenario {
     far_retry: MessageId,
     expired_lease: MessageId,
     never_queued: MessageId,
     exhausted: MessageId,
+    orphaned_fallback: MessageId,
 }
 
 async fn seed(store: &dyn DeliveryStore) -> Scenario {
@@ -93,7 +96,16 @@ async fn seed(store: &dyn DeliveryStore) -> Scenario {
     exhausted.status = DeliveryStatus::RetryScheduled;
     exhausted.attempts = (1..=3).map(|n| failed_attempt(n, "retryable")).collect();
     exhausted.next_attempt_at = Some(ago(MINUTE));
-    for r in [&far, &lease, &never, &exhausted] {
+    // Refused for good, with a fallback: its worker died before taking the step.
+    let mut orphaned = record(ago(10 * MINUTE));
+    orphaned.status = DeliveryStatus::Failed;
+    orphaned.attempts.push(failed_attempt(1, "permanent"));
+    orphaned.fallbacks = vec![FallbackStep {
+        recipient: "+5511999990002".to_owned(),
+        payload: orphaned.payload.clone().unwrap(),
+    }];
+    orphaned.updated_at = ago(MINUTE);
+    for r in [&far, &lease, &never, &exhausted, &orphaned] {
         store.create(r).await.unwrap();
     }
     Scenario {
@@ -101,6 +113,7 @@ async fn seed(store: &dyn DeliveryStore) -> Scenario {
         expired_lease: lease.id,
         never_queued: never.id,
         exhausted: exhausted.id,
+        orphaned_fallback: orphaned.id,
     }
 }
 
@@ -186,8 +199,14 @@ async fn sweeper_recovers_everything_left_behind(
     let deadline = Instant::now() + MINUTE;
     let (a, b) = tokio::join!(sweep(&sweep_ctx, deadline), sweep(&sweep_ctx, deadline));
     let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!(a.examined, 4, "{a:?}");
+    assert_eq!(a.examined, 5, "{a:?}");
     assert!(a.dead + b.dead >= 1, "{a:?} {b:?}");
+    assert!(a.fallbacks + b.fallbacks >= 1, "{a:?} {b:?}");
+    let orphaned = store.get(&s.orphaned_fallback).await.unwrap().unwrap();
+    assert!(orphaned.fallback_taken, "{orphaned:?}");
+    let child_id = fallback_id(&s.orphaned_fallback);
+    let child = store.get(&child_id).await.unwrap().unwrap();
+    assert_eq!(child.fallback_of.as_ref(), Some(&s.orphaned_fallback));
 
     let exhausted = store.get(&s.exhausted).await.unwrap().unwrap();
     assert_eq!(exhausted.status, DeliveryStatus::Dead);
@@ -208,19 +227,20 @@ async fn sweeper_recovers_everything_left_behind(
         Duration::ZERO,
     );
     drain(&ctx, outbound.as_ref()).await;
-    for id in [&s.far_retry, &s.expired_lease, &s.never_queued] {
+    for id in [&s.far_retry, &s.expired_lease, &s.never_queued, &child_id] {
         let r = store.get(id).await.unwrap().unwrap();
         assert_eq!(r.status, DeliveryStatus::Sent, "{id}: {r:?}");
     }
     let lease = store.get(&s.expired_lease).await.unwrap().unwrap();
     assert_eq!(lease.attempts[0].settled.as_deref(), Some("retried"));
-    // One provider call per record, although both sweeps queued each one.
-    assert_eq!(graph.received_requests().await.unwrap().len(), 3);
+    // One provider call per record (the fallback's included), although both sweeps queued
+    // each one.
+    assert_eq!(graph.received_requests().await.unwrap().len(), 4);
     // Nothing is left for a third sweep.
     let c = sweep(&sweep_ctx, Instant::now() + MINUTE).await.unwrap();
     assert_eq!(
-        (c.examined, c.requeued, c.recovered, c.dead),
-        (0, 0, 0, 0),
+        (c.examined, c.requeued, c.recovered, c.dead, c.fallbacks),
+        (0, 0, 0, 0, 0),
         "{c:?}"
     );
 }
@@ -262,7 +282,7 @@ async fn a_sweep_past_its_deadline_stops_and_leaves_the_rest() {
     // The next run, with time to spare, does the work.
     let report = sweep(&ctx, Instant::now() + MINUTE).await.unwrap();
     assert!(!report.stopped_at_deadline);
-    assert_eq!(report.examined, 4);
+    assert_eq!(report.examined, 5);
 }
 
 /// A Graph call that times out after the request was written is `unknown`: the record waits

@@ -1,13 +1,18 @@
 //! Lambda entry point for the send API.
 
 use carteiro_shared::config::{Env, process_env};
-use carteiro_shared::observability::{LogFormat, init_logging};
+use carteiro_shared::observability::{init_lambda, metrics};
 use lambda_http::{run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    init_logging(LogFormat::Json);
+    init_lambda();
     let ctx = carteiro_send_api::context_from_env(Env::new(&process_env)).await?;
     let ctx = &ctx;
-    run(service_fn(move |req| carteiro_send_api::handler(ctx, req))).await
+    run(service_fn(move |req| async move {
+        let answer = carteiro_send_api::handler(ctx, req).await;
+        metrics::flush_emf();
+        answer
+    }))
+    .await
 }

@@ -251,7 +251,8 @@ async fn dispatch_job(
             "the record holds no provider payload",
         )),
     };
-    let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let latency = started.elapsed();
+    let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
     let (attempt, result) = judge(
         policy,
         &record,
@@ -261,6 +262,11 @@ async fn dispatch_job(
         outcome,
         ctx.clock.now(),
     );
+    let failed_with = match &result {
+        AttemptResult::Accepted { .. } => None,
+        _ => attempt.provider_code.as_deref(),
+    };
+    crate::observability::metrics::provider_call(record.channel.as_str(), latency, failed_with);
     let finished = update_from(ctx.store.as_ref(), record, |r| {
         r.finish_attempt(attempt.clone(), result.clone(), ctx.clock.now());
         Change::Write(())
@@ -469,6 +475,9 @@ async fn release(
         }
     })
     .await?;
+    if released.value {
+        crate::observability::metrics::deferred(limit);
+    }
     tracing::debug!(
         limit,
         wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),

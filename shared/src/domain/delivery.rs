@@ -14,6 +14,11 @@ use crate::domain::payload::DeliveryPayload;
 use crate::domain::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
+/// How long after a record's failure was written the sweeper takes its fallback step if the
+/// worker that wrote it did not (it died in between): the worker takes it within
+/// milliseconds, so this is only ever the crash case.
+pub const FALLBACK_STEP_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Which provider a delivery goes through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -22,6 +27,17 @@ pub enum Channel {
     Email,
     /// A signed callback to the app (Standard Webhooks).
     Webhook,
+}
+
+impl Channel {
+    /// The wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Whatsapp => "whatsapp",
+            Self::Email => "email",
+            Self::Webhook => "webhook",
+        }
+    }
 }
 
 /// Where a delivery stands. The wire names are part of the public contract.
@@ -368,6 +384,11 @@ pub struct DeliveryRecord {
     /// ([`NOT_DELIVERED_IN_TIME`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_reason: Option<String>,
+    /// Set once this record's next fallback step exists and is queued. Until then a record
+    /// whose fallback is due stays in the sweeper's view ([`Self::sweep_due_at`]), so a crash
+    /// between writing the failure and taking the step leaves nothing behind.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fallback_taken: bool,
     /// Times a due attempt was put off because a rate limit was reached (not attempts: they
     /// spend nothing of the retry budget).
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -419,6 +440,7 @@ impl DeliveryRecord {
             fallback_of: None,
             fallback_rules: None,
             fallback_reason: None,
+            fallback_taken: false,
             deferrals: 0,
             last_deferral: None,
             after: None,
@@ -473,8 +495,13 @@ impl DeliveryRecord {
 
     /// When the sweeper should look at this record, if ever: a `queued` record from its
     /// creation (the sweeper leaves it a grace period for its job), a scheduled retry when it
-    /// is due, a `sending` record when its lease runs out.
+    /// is due, a `sending` record when its lease runs out, a `sent` one at its delivery
+    /// deadline, and one whose fallback is due but not taken [`FALLBACK_STEP_GRACE`] after it
+    /// was written.
     pub fn sweep_due_at(&self) -> Option<Timestamp> {
+        if self.fallback_pending() {
+            return Some(self.updated_at.plus(FALLBACK_STEP_GRACE));
+        }
         match self.status {
             DeliveryStatus::Queued => Some(self.next_attempt_at.unwrap_or(self.created_at)),
             DeliveryStatus::RetryScheduled => Some(self.next_attempt_at.unwrap_or(self.updated_at)),
@@ -528,6 +555,11 @@ impl DeliveryRecord {
     pub fn fallback_due(&self) -> bool {
         matches!(self.status, DeliveryStatus::Failed | DeliveryStatus::Dead)
             || self.fallback_reason.is_some()
+    }
+
+    /// A fallback step is due and has not been taken yet.
+    pub fn fallback_pending(&self) -> bool {
+        self.fallback_due() && !self.fallbacks.is_empty() && !self.fallback_taken
     }
 
     /// When a `sent` WhatsApp message must be `delivered` by, or its fallback is taken

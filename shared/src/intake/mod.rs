@@ -62,7 +62,18 @@ pub enum Prepared {
 pub async fn handle(ctx: &IntakeContext, req: ApiRequest) -> ApiResponse {
     let result = match *req.method() {
         Method::GET => handshake(ctx, &req).await,
-        Method::POST => receive(ctx, &req).await,
+        Method::POST => {
+            let received = receive(ctx, &req).await;
+            match &received {
+                Ok(_) => crate::observability::metrics::webhook_received(),
+                // A 5xx is ours, not the webhook's: Meta sends it again.
+                Err(e) if e.status.is_client_error() => {
+                    crate::observability::metrics::webhook_rejected(e.code)
+                }
+                Err(_) => {}
+            }
+            received
+        }
         _ => Err(ApiError::method_not_allowed("GET or POST")),
     };
     result.unwrap_or_else(ApiError::into_response)

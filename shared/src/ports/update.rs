@@ -112,6 +112,7 @@ impl Versioned for DeliveryRecord {
     }
     fn written(&self, before: &Self) {
         if self.status != before.status {
+            crate::observability::metrics::transition(self.channel.as_str(), self.status.as_str());
             tracing::debug!(
                 id = %self.id,
                 from = before.status.as_str(),

@@ -199,6 +199,14 @@ fn keep_until(policy: &BreakerPolicy, now: Timestamp) -> Timestamp {
 }
 
 fn log(key: &str, t: Option<Transition>) {
+    if let Some(t) = &t {
+        let to = match t.to {
+            Phase::Closed => "closed",
+            Phase::Open => "opened",
+            Phase::HalfOpen => "half_open",
+        };
+        crate::observability::metrics::circuit(key.trim_start_matches("breaker:"), to);
+    }
     match t {
         Some(Transition {
             to: Phase::Open,

@@ -504,6 +504,7 @@ async fn accept(
     if ctx.store.create(&record).await.map_err(store_unavailable)? == CreateOutcome::AlreadyExists {
         return Ok(accepted(&id, &warnings));
     }
+    crate::observability::metrics::accepted(record.channel.as_str());
     if suppressed.is_some() {
         crate::fallback::take_step(ctx.store.as_ref(), ctx.outbound.as_ref(), &record, now)
             .await

@@ -11,7 +11,7 @@
 //!   queue: the send API answered 503);
 //! - marks `dead` a record that has spent its attempts or outlived its maximum age;
 //! - takes the fallback of a `sent` WhatsApp message not `delivered` within its
-//!   `if_not_delivered_within`.
+//!   `if_not_delivered_within`, and of a failed record whose worker died before taking it.
 //!
 //! It stops before the deadline it is given and leaves the rest to the next run. Sweeps may
 //! overlap: they only queue jobs, and the dispatch claim lets one attempt through per record.
@@ -53,7 +53,8 @@ pub struct SweepReport {
     pub recovered: usize,
     /// Records given up.
     pub dead: usize,
-    /// Fallbacks taken for WhatsApp messages not delivered in time.
+    /// Fallbacks taken: of WhatsApp messages not delivered in time, and of failed records
+    /// whose worker died before taking them.
     pub fallbacks: usize,
     /// The sweep stopped at its deadline with records left for the next run.
     pub stopped_at_deadline: bool,
@@ -147,6 +148,10 @@ async fn sweep_one(ctx: &SweepContext, due: &DueRecord) -> Result<Action, SweepE
             r.updated_at = now;
             return Change::Write(Action::Fallback);
         }
+        if r.fallback_pending() && r.sweep_due_at().is_some_and(|at| at <= now) {
+            // Its worker died between writing the failure and taking the step.
+            return Change::Keep(Action::Fallback);
+        }
         if waiting_too_long(r, now, grace, overdue) {
             // Noted on the record, so the next sweeps wait another grace or interval before
             // queueing a job again: a record stuck behind a long backlog gets one extra job
@@ -186,7 +191,7 @@ async fn sweep_one(ctx: &SweepContext, due: &DueRecord) -> Result<Action, SweepE
         // Dispatch publishes a given-up record's `message.dead` when its job finds it so.
         Action::Dead => enqueue(ctx.outbound.as_ref(), &job, Duration::ZERO).await?,
         Action::Fallback => {
-            tracing::info!(id = %record.id, "not delivered in time; taking the fallback");
+            tracing::info!(id = %record.id, reason = ?record.fallback_reason, "taking the fallback");
             crate::fallback::take_step(ctx.store.as_ref(), ctx.outbound.as_ref(), record, now)
                 .await?;
         }

@@ -2,6 +2,8 @@
 //! `CARTEIRO_LOG_FORMAT=json`), human-readable text locally. The level comes from
 //! `AWS_LAMBDA_LOG_LEVEL`, then `RUST_LOG`, else `info`.
 
+pub mod metrics;
+
 use tracing_subscriber::EnvFilter;
 
 /// Log output format.
@@ -32,4 +34,17 @@ pub fn init_logging(format: LogFormat) {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
             .try_init(),
     };
+}
+
+/// What every Lambda function sets up first: JSON logs, and metrics as EMF lines (flushed by
+/// [`metrics::flush_emf`] after each invocation).
+pub fn init_lambda() {
+    init_logging(LogFormat::Json);
+    let outlets = metrics::Outlets {
+        emf: true,
+        prometheus: false,
+    };
+    if let Err(e) = metrics::install(outlets) {
+        tracing::error!(error = %e, "metrics are off");
+    }
 }
