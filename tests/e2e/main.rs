@@ -16,6 +16,7 @@ mod intake_local;
 mod ledger;
 mod limits_aws;
 mod listings;
+mod observability_contract;
 mod operator;
 mod quota;
 mod relays;
