@@ -288,13 +288,13 @@ impl Application {
 /// (and once more at shutdown).
 async fn emf_lines(mut shutdown: watch::Receiver<bool>) {
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-            _ = shutdown.wait_for(|stop| *stop) => {
-                carteiro_shared::observability::metrics::flush_emf();
-                return;
-            }
-        }
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => false,
+            _ = shutdown.wait_for(|stop| *stop) => true,
+        };
         carteiro_shared::observability::metrics::flush_emf();
+        if stopping {
+            return;
+        }
     }
 }

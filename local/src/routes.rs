@@ -6,7 +6,7 @@ use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use carteiro_shared::http::{ApiError, ApiRequest, ApiResponse, json_response};
+use carteiro_shared::http::{ApiError, ApiRequest, ApiResponse, json_response, response};
 use carteiro_shared::{intake, send_api};
 use http::{Method, StatusCode};
 
@@ -75,11 +75,7 @@ fn sandbox_outbox(gateway: &Gateway) -> ApiResponse {
 /// Local only: every metric in Prometheus text (docs/observability.md).
 fn metrics() -> ApiResponse {
     match carteiro_shared::observability::metrics::render_prometheus() {
-        Some(text) => http::Response::builder()
-            .status(StatusCode::OK)
-            .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")
-            .body(bytes::Bytes::from(text))
-            .unwrap_or_else(|_| ApiError::not_found().into_response()),
+        Some(text) => response(StatusCode::OK, "text/plain; version=0.0.4", text.into()),
         None => ApiError::not_found().into_response(),
     }
 }

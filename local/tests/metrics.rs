@@ -5,29 +5,15 @@
 //! text) must show the same counts.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::{Gateway, free_addr, wait_until_up};
 
 const API_KEY: &str = "metrics-test-api-key";
-
-struct Gateway(Child);
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A series: metric name and its labels (dimensions), sorted.
 type Series = (String, Vec<(String, String)>);
@@ -106,7 +92,7 @@ async fn a_dispatch_run_shows_the_same_counts_as_emf_lines_and_on_the_prometheus
         "api_keys": {"keys": [{"id": "app-1", "key": API_KEY}]},
     });
     std::fs::write(&secrets, doc.to_string()).unwrap();
-    let addr = format!("127.0.0.1:{}", free_port());
+    let addr = free_addr();
     let out_path = dir.path().join("stdout.log");
     let out = std::fs::File::create(&out_path).unwrap();
     let _gateway = Gateway(
@@ -124,16 +110,7 @@ async fn a_dispatch_run_shows_the_same_counts_as_emf_lines_and_on_the_prometheus
             .unwrap(),
     );
     let http = reqwest::Client::new();
-    let started = Instant::now();
-    while http
-        .get(format!("http://{addr}/health"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(started.elapsed() < Duration::from_secs(30), "no gateway");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_up(&http, &addr).await;
 
     let mut ids = Vec::new();
     for n in 0..2 {

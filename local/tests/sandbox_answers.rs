@@ -5,30 +5,16 @@
 //! `standardwebhooks` crate.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use base64::Engine;
 use serde_json::{Value, json};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::{Gateway, free_addr, wait_until_up};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const API_KEY: &str = "sandbox-test-api-key";
-
-struct Gateway(Child);
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn callbacks(receiver: &MockServer) -> Vec<(Value, wiremock::Request)> {
     receiver
@@ -83,7 +69,7 @@ async fn a_sent_text_and_a_simulated_reply_come_back_as_signed_callbacks() {
         "callbacks": {"endpoints": [{"id": "app", "url": format!("{}/hooks", receiver.uri()), "secret": secret}]},
     });
     std::fs::write(&secrets, doc.to_string()).unwrap();
-    let addr = format!("127.0.0.1:{}", free_port());
+    let addr = free_addr();
     let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
     let _gateway = Gateway(
         Command::new(env!("CARGO_BIN_EXE_carteiro"))
@@ -99,19 +85,7 @@ async fn a_sent_text_and_a_simulated_reply_come_back_as_signed_callbacks() {
             .unwrap(),
     );
     let http = reqwest::Client::new();
-    let started = Instant::now();
-    while http
-        .get(format!("http://{addr}/health"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the gateway did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_up(&http, &addr).await;
     let stdout = std::fs::read_to_string(dir.path().join("gateway.log")).unwrap();
     assert!(
         stdout.contains("development allowlist"),

@@ -23,6 +23,8 @@ pub enum FallbackError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    #[error(transparent)]
+    Update(#[from] UpdateError),
 }
 
 /// Takes `record`'s next fallback step if it failed for good and has one. Returns the new
@@ -60,11 +62,7 @@ pub async fn take_step(
                 Change::Write(())
             }
         })
-        .await
-        .map_err(|e| match e {
-            UpdateError::Store(e) => FallbackError::Store(e),
-            contended => FallbackError::Store(StoreError::Unavailable(contended.to_string())),
-        })?;
+        .await?;
     }
     Ok(created.then_some(next))
 }

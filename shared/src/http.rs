@@ -126,7 +126,9 @@ pub fn text_response(status: StatusCode, body: impl Into<Bytes>) -> ApiResponse 
     response(status, "text/plain; charset=utf-8", body.into())
 }
 
-fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> ApiResponse {
+/// A response of `content_type` (for bodies other than JSON and plain text, such as
+/// Prometheus's exposition format).
+pub fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> ApiResponse {
     let mut res = http::Response::new(body);
     *res.status_mut() = status;
     res.headers_mut()

@@ -428,28 +428,26 @@ async fn circuit_wait(
     record: DeliveryRecord,
     wait: Duration,
 ) -> Result<Gate, DispatchError> {
-    {
-        let now = ctx.clock.now();
-        // Back no later than its `fallback_after`, to take the fallback then.
-        let wait = match record.circuit_fallback_at() {
-            Some(at) => wait.min(Duration::from_millis(
-                u64::try_from(at.as_millis() - now.as_millis()).unwrap_or(0),
-            )),
-            None => wait,
-        };
-        let Some(released) = release(ctx, before, record, "circuit_open", wait).await? else {
-            return Ok(Gate::Back(Dispatched::Skipped("changed while claimed")));
-        };
-        if released.circuit_fallback_due(ctx.clock.now()) {
-            let error = DeliveryError::carteiro(
-                "circuit_open",
-                "the provider's circuit breaker stayed open past the message's fallback_after",
-            );
-            return refuse(ctx, released, error).await.map(Gate::Back);
-        }
-        enqueue(ctx.outbound.as_ref(), job, wait).await?;
-        Ok(Gate::Back(Dispatched::Deferred))
+    let now = ctx.clock.now();
+    // Back no later than its `fallback_after`, to take the fallback then.
+    let wait = match record.circuit_fallback_at() {
+        Some(at) => wait.min(Duration::from_millis(
+            u64::try_from(at.as_millis() - now.as_millis()).unwrap_or(0),
+        )),
+        None => wait,
+    };
+    let Some(released) = release(ctx, before, record, "circuit_open", wait).await? else {
+        return Ok(Gate::Back(Dispatched::Skipped("changed while claimed")));
+    };
+    if released.circuit_fallback_due(ctx.clock.now()) {
+        let error = DeliveryError::carteiro(
+            "circuit_open",
+            "the provider's circuit breaker stayed open past the message's fallback_after",
+        );
+        return refuse(ctx, released, error).await.map(Gate::Back);
     }
+    enqueue(ctx.outbound.as_ref(), job, wait).await?;
+    Ok(Gate::Back(Dispatched::Deferred))
 }
 
 /// Hands a claim back (no call was made) with the deferral noted; `None` when the record
@@ -544,10 +542,16 @@ async fn over_limit(
         Ok(Decision::Allowed { .. }) => None,
         Ok(Decision::Limited { retry_after, .. }) => Some(("relay_rate", retry_after)),
         Err(e) => {
-            tracing::warn!(error = %e, "rate limit not counted: the limits store is unavailable");
+            not_counted(&e);
             None
         }
     }
+}
+
+/// A limits store that cannot be reached lets the attempt through: the provider's own limits
+/// still apply.
+fn not_counted(e: &UpdateError) {
+    tracing::warn!(error = %e, "rate limit not counted: the limits store is unavailable");
 }
 
 /// The number's throughput token (sharded past one document's share), then the recipient's
@@ -563,9 +567,6 @@ async fn whatsapp_tokens(
     limits: &dyn LimitStore,
     to: &str,
 ) -> Option<(&'static str, Duration)> {
-    let unavailable = |e: UpdateError| {
-        tracing::warn!(error = %e, "rate limit not counted: the limits store is unavailable");
-    };
     let budget = MAX_INLINE_WAIT.min(ctx.settings.lease / 4);
     let started = Instant::now();
     let left = || budget.saturating_sub(started.elapsed());
@@ -587,7 +588,7 @@ async fn whatsapp_tokens(
             let taken = match sender.await {
                 Ok(taken) => taken,
                 Err(e) => {
-                    unavailable(e);
+                    not_counted(&e);
                     return None;
                 }
             };
@@ -620,7 +621,7 @@ async fn whatsapp_tokens(
             }
             Ok((Decision::Allowed { .. }, at)) => Some(at),
             Err(e) => {
-                unavailable(e);
+                not_counted(&e);
                 None
             }
         };

@@ -160,9 +160,8 @@ pub fn provider_call(channel: &'static str, latency: Duration, code: Option<&str
 }
 
 /// An attempt was held back by `limit`.
-pub fn deferred(limit: &str) {
-    let limit = limit.to_owned();
-    record(|| counter!(DEFERRALS, "limit" => limit.clone()).increment(1));
+pub fn deferred(limit: &'static str) {
+    record(|| counter!(DEFERRALS, "limit" => limit).increment(1));
 }
 
 /// The circuit breaker of `endpoint` moved to `to`.
@@ -177,9 +176,8 @@ pub fn webhook_received() {
 }
 
 /// Intake refused a webhook with `reason`.
-pub fn webhook_rejected(reason: &str) {
-    let reason = reason.to_owned();
-    record(|| counter!(WEBHOOKS_REJECTED, "reason" => reason.clone()).increment(1));
+pub fn webhook_rejected(reason: &'static str) {
+    record(|| counter!(WEBHOOKS_REJECTED, "reason" => reason).increment(1));
 }
 
 fn code_label(channel: &str, code: &str) -> String {
