@@ -4,6 +4,7 @@
 //! function the Lambda runs; queue consumers run in-process over the embedded queue, with the
 //! same redrive-to-dead-letter rule as SQS. Local behaviour is Lambda behaviour.
 
+pub mod check;
 pub mod config;
 pub mod consumer;
 pub mod dev_secrets;
@@ -20,7 +21,11 @@ use carteiro_shared::dispatch::DispatchContext;
 use carteiro_shared::domain::delivery::Channel;
 use carteiro_shared::inbound::InboundContext;
 use carteiro_shared::intake::IntakeContext;
+use carteiro_shared::health::Probes;
+use carteiro_shared::health::smtp::SmtpProbeConfig;
+use carteiro_shared::ports::limits::LimitStore;
 use carteiro_shared::ports::{Clock, DeliveryStore, Provider, Queue, SystemClock};
+use carteiro_shared::status::StatusContext;
 use carteiro_shared::providers::email_sandbox::EmailOutbox;
 use carteiro_shared::providers::smtp_from_secrets::SmtpFromSecrets;
 use carteiro_shared::providers::templates::EmailTemplates;
@@ -74,6 +79,9 @@ pub struct Gateway {
     pub whatsapp_sandbox: Option<Arc<SandboxOutbox>>,
     /// Where emails go when no `smtp` secret is configured.
     pub email_sandbox: Option<Arc<EmailOutbox>>,
+    /// What `GET /v1/status` reads and the probe rounds write.
+    pub status: Arc<StatusContext>,
+    pub probes: Probes,
 }
 
 /// A built, listening gateway; [`Application::run`] serves it until shutdown.
@@ -126,9 +134,11 @@ impl Application {
             .whatsapp(false)
             .await
             .is_ok_and(|w| w.access_token.is_some() && w.phone_number_id.is_some());
+        let mut graph_for_probes = None;
         let (whatsapp, whatsapp_sandbox): (Arc<dyn WhatsAppSender>, _) = if has_credentials {
             let graph = GraphClient::new(&config.settings.graph)
                 .map_err(|e| StartError::Http(e.to_string()))?;
+            graph_for_probes = Some(graph.clone());
             (Arc::new(graph), None)
         } else {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -163,8 +173,42 @@ impl Application {
             callbacks.clone(),
         )
         .map_err(|e| StartError::Http(e.to_string()))?;
+        let sender = Arc::new(sender);
+        let probes = Probes {
+            secrets: secrets.clone(),
+            graph: graph_for_probes,
+            smtp: SmtpProbeConfig {
+                settings: settings.smtp.clone(),
+                options: config.smtp_options.clone(),
+            },
+            callbacks: Some(sender.clone()),
+        };
+        let mut modes = std::collections::BTreeMap::new();
+        if whatsapp_sandbox.is_some() {
+            modes.insert("whatsapp".to_owned(), "sandbox".to_owned());
+        }
+        if email_sandbox.is_some() {
+            modes.insert("smtp:primary".to_owned(), "sandbox".to_owned());
+        }
+        let limits: Arc<dyn LimitStore> = Arc::new(db.limits());
+        let status = Arc::new(StatusContext {
+            limits: limits.clone(),
+            store: store.clone(),
+            secrets: secrets.clone(),
+            outbound: outbound.clone(),
+            dead_letters: [OUTBOUND_DLQ, INBOUND_DLQ]
+                .iter()
+                .map(|name| {
+                    let q: Arc<dyn Queue> = Arc::new(db.queue(name));
+                    ((*name).to_owned(), q)
+                })
+                .collect(),
+            settings: settings.status.clone(),
+            messaging_limit: settings.dispatch.messaging_limit,
+            modes,
+        });
         let providers = carteiro_shared::providers::standard(&secrets, whatsapp, email)
-            .with(Channel::Webhook, Arc::new(sender));
+            .with(Channel::Webhook, sender);
         let events = EventPublisher {
             store: store.clone(),
             outbound: outbound.clone(),
@@ -202,6 +246,7 @@ impl Application {
                 settings: settings.send_api.clone(),
                 limits: Some(Arc::new(db.limits())),
                 suppressions: Some(Arc::new(db.suppressions())),
+                status: Some(status.clone()),
             },
             dispatch: DispatchContext {
                 store,
@@ -212,10 +257,13 @@ impl Application {
                 events: Some(events),
                 limits: Some(Arc::new(db.limits())),
                 sender_gate: Default::default(),
+                calls: Default::default(),
                 suppressions: Some(Arc::new(db.suppressions())),
             },
             whatsapp_sandbox,
             email_sandbox,
+            status,
+            probes,
             db,
         };
         let listener =
@@ -261,6 +309,16 @@ impl Application {
             })
             .collect();
         let sweeper = tokio::spawn(sweeper::run(self.gateway.sweep.clone(), shutdown.clone()));
+        let probing = tokio::spawn(sweeper::probe(
+            self.gateway.status.clone(),
+            self.gateway.probes.clone(),
+            shutdown.clone(),
+        ));
+        let flushing = tokio::spawn(sweeper::flush_calls(
+            self.gateway.dispatch.calls.clone(),
+            self.gateway.status.limits.clone(),
+            shutdown.clone(),
+        ));
         if self.config.settings.metrics.emf {
             tokio::spawn(emf_lines(shutdown.clone()));
         }
@@ -280,6 +338,8 @@ impl Application {
             let _ = consumer.await;
         }
         let _ = sweeper.await;
+        let _ = probing.await;
+        let _ = flushing.await;
         served
     }
 }

@@ -31,6 +31,91 @@ enum Command {
     Redrive(RedriveArgs),
     /// Send an event to its callback endpoints again (a new attempt, the same webhook-id).
     Replay(ReplayArgs),
+    /// Test every integration once (Graph token and phone number, SMTP relays, callback
+    /// endpoints) without sending anything; exits non-zero when any part fails.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct CheckArgs {
+    /// JSON secrets file (the Secrets Manager documents, one member each); default: the data
+    /// directory's development secrets.
+    #[arg(long, env = "CARTEIRO_SECRETS_FILE", conflicts_with = "aws")]
+    secrets_file: Option<PathBuf>,
+    /// Directory of the development secrets.
+    #[arg(long, env = "CARTEIRO_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    /// Check the deployed secrets instead: Secrets Manager ids from CARTEIRO_WHATSAPP_SECRET_ID,
+    /// CARTEIRO_SMTP_SECRET_ID and CARTEIRO_CALLBACKS_SECRET_ID (needs a build with
+    /// `--features aws`; credentials and region as for the AWS CLI's environment).
+    #[arg(long)]
+    aws: bool,
+}
+
+async fn run_check(args: CheckArgs) -> ExitCode {
+    let settings = match Settings::from_env(Env::new(&process_env)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("carteiro check: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let secrets = if args.aws {
+        aws_secrets().await
+    } else {
+        let path = args
+            .secrets_file
+            .clone()
+            .unwrap_or_else(|| args.data_dir.join(dev_secrets::FILE_NAME));
+        carteiro_shared::adapters::file_secrets::FileSecretSource::open(&path)
+            .map(|s| carteiro_shared::secrets::Secrets::new(std::sync::Arc::new(s)))
+            .map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let secrets = match secrets {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("carteiro check: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let checked =
+        match carteiro_local::check::run(secrets, &settings, Default::default(), !args.aws).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("carteiro check: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+    print!("{}", checked.table());
+    let failed = checked.failed();
+    if failed.is_empty() {
+        println!("every configured part is healthy");
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("carteiro check: failed: {}", failed.join(", "));
+        ExitCode::FAILURE
+    }
+}
+
+#[cfg(feature = "aws")]
+async fn aws_secrets() -> Result<carteiro_shared::secrets::Secrets, String> {
+    use carteiro_shared::adapters::aws::{SecretIds, SecretsManagerSource};
+    let env = Env::new(&process_env);
+    let ids = SecretIds {
+        whatsapp: env.optional("CARTEIRO_WHATSAPP_SECRET_ID"),
+        smtp: env.optional("CARTEIRO_SMTP_SECRET_ID"),
+        callbacks: env.optional("CARTEIRO_CALLBACKS_SECRET_ID"),
+        ..SecretIds::default()
+    };
+    let sdk = carteiro_shared::adapters::aws::load_sdk_config().await;
+    SecretsManagerSource::secrets_from_env(&sdk, env, ids)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "aws"))]
+async fn aws_secrets() -> Result<carteiro_shared::secrets::Secrets, String> {
+    Err("this carteiro was built without AWS support; build it with `cargo build --release --features aws`".to_owned())
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -115,6 +200,7 @@ async fn main() -> ExitCode {
         Some(Command::Serve(args)) => args,
         Some(Command::Redrive(args)) => return run_redrive(args).await,
         Some(Command::Replay(args)) => return run_replay(args).await,
+        Some(Command::Check(args)) => return run_check(args).await,
         None => cli.serve,
     };
     let settings = match Settings::from_env(Env::new(&process_env)) {

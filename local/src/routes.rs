@@ -34,10 +34,6 @@ pub async fn route(gateway: &Gateway, req: ApiRequest) -> ApiResponse {
         path if send_api::serves(path) => send_api::handle(&gateway.send_api, req).await,
         "/sandbox/outbox" if req.method() == Method::GET => sandbox_outbox(gateway),
         crate::sandbox::INBOUND_PATH => crate::sandbox::inbound(&gateway.intake, req).await,
-        "/health" if req.method() == Method::GET => {
-            json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
-        }
-        "/health" => ApiError::method_not_allowed("GET").into_response(),
         "/metrics" if req.method() == Method::GET => metrics(),
         "/metrics" => ApiError::method_not_allowed("GET").into_response(),
         _ => ApiError::not_found().into_response(),

@@ -120,6 +120,7 @@ async fn fixture() -> Option<Fixture> {
         events: None,
         limits: None,
         sender_gate: Default::default(),
+        calls: Default::default(),
         suppressions: None,
     };
     Some(Fixture {

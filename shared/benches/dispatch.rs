@@ -74,6 +74,7 @@ async fn fixture(concurrency: usize) -> Option<Fixture> {
         events: None,
         limits: None,
         sender_gate: Default::default(),
+        calls: Default::default(),
         suppressions: None,
     };
     Some(Fixture { ctx, _graph: graph })

@@ -67,6 +67,7 @@ async fn rate_run(mps: usize, window: Duration, workers: usize, limited: bool) -
         events: None,
         limits: limited.then(|| Arc::new(db.limits()) as Arc<dyn LimitStore>),
         sender_gate: Default::default(),
+        calls: Default::default(),
         suppressions: Some(Arc::new(db.suppressions())),
     };
     // The backlog: more than the window can take, each to its own recipient.

@@ -426,6 +426,50 @@ pub struct Settings {
     pub smtp: SmtpSettings,
     pub callbacks: CallbackSettings,
     pub metrics: MetricsSettings,
+    pub status: StatusSettings,
+}
+
+/// Health probes and alert thresholds (docs/observability.md, "Status and alerts").
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusSettings {
+    /// How often the sweeper probes each integration (`CARTEIRO_PROBE_INTERVAL`, default 5m;
+    /// `0s` turns the probes off).
+    pub probe_interval: Duration,
+    /// The share of calls over 5 minutes that may fail before the integration is degraded and
+    /// the `error_rate` alert is raised (`CARTEIRO_ALERT_ERROR_RATE_PERCENT`, default 5).
+    pub error_rate: f64,
+    /// Calls over 5 minutes below which no error rate is judged (fixed: 5).
+    pub error_rate_min_calls: u64,
+    /// The oldest outbound message older than this raises `oldest_pending`
+    /// (`CARTEIRO_ALERT_OLDEST_PENDING`, default 15m).
+    pub oldest_pending: Duration,
+    /// The messaging-limit quota's alert levels (fixed: 80 % and 95 % of the tier).
+    pub quota_levels: (f64, f64),
+}
+
+impl Default for StatusSettings {
+    fn default() -> Self {
+        Self {
+            probe_interval: Duration::from_secs(300),
+            error_rate: 0.05,
+            error_rate_min_calls: 5,
+            oldest_pending: Duration::from_secs(900),
+            quota_levels: (0.80, 0.95),
+        }
+    }
+}
+
+impl StatusSettings {
+    pub fn from_env(env: Env<'_>) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        Ok(Self {
+            probe_interval: env.duration_or("CARTEIRO_PROBE_INTERVAL", d.probe_interval)?,
+            error_rate: env.number_in("CARTEIRO_ALERT_ERROR_RATE_PERCENT", 5, 1, 100)? as f64
+                / 100.0,
+            oldest_pending: env.duration_or("CARTEIRO_ALERT_OLDEST_PENDING", d.oldest_pending)?,
+            ..d
+        })
+    }
 }
 
 /// Where metrics go (docs/observability.md). Lambda always writes EMF lines; these settings
@@ -457,6 +501,7 @@ impl Settings {
             smtp: SmtpSettings::from_env(env)?,
             callbacks: CallbackSettings::from_env(env)?,
             metrics: MetricsSettings::from_env(env)?,
+            status: StatusSettings::from_env(env)?,
         })
     }
 }

@@ -7,6 +7,7 @@
 //!   a cargo feature.
 //! - [`intake`] and [`inbound`]: the webhook intake handler and the inbound-event consumer, as
 //!   plain async functions over ports, so Lambda and the local runtime run the same code.
+//! - [`health`] and [`status`]: probes of each integration and the status read model.
 //! - [`http`], [`config`], [`secrets`], [`observability`]: the plumbing around them.
 
 pub mod adapters;
@@ -17,6 +18,7 @@ pub mod dispatch;
 pub mod domain;
 pub mod fallback;
 pub mod fuzzing;
+pub mod health;
 pub mod http;
 pub mod inbound;
 pub mod intake;
@@ -30,6 +32,7 @@ pub mod redrive;
 pub mod resilience;
 pub mod secrets;
 pub mod send_api;
+pub mod status;
 pub mod suppression;
 pub mod sweeper;
 pub mod tls;

@@ -27,6 +27,10 @@ pub struct WhatsAppSecret {
     pub access_token: Option<SecretString>,
     #[serde(default)]
     pub phone_number_id: Option<String>,
+    /// The Meta app's id: with `app_secret` it makes the app token `debug_token` is asked with
+    /// (absent: the access token inspects itself).
+    #[serde(default)]
+    pub app_id: Option<String>,
     /// Signs Meta's webhooks (`X-Hub-Signature-256`).
     pub app_secret: SecretString,
     /// Echoed back in the GET handshake.

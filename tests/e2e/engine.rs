@@ -161,6 +161,7 @@ fn dispatch_ctx(
         events: None,
         limits: None,
         sender_gate: Default::default(),
+        calls: Default::default(),
         suppressions: None,
     }
 }
@@ -516,6 +517,11 @@ impl Queue for Outage {
     ) -> Result<Vec<carteiro_shared::ports::ReceivedMessage>, carteiro_shared::ports::QueueError>
     {
         self.inner.receive(max, visibility).await
+    }
+    async fn depth(
+        &self,
+    ) -> Result<carteiro_shared::ports::queue::QueueDepth, carteiro_shared::ports::QueueError> {
+        self.inner.depth().await
     }
     async fn ack(&self, receipt: &str) -> Result<(), carteiro_shared::ports::QueueError> {
         self.inner.ack(receipt).await

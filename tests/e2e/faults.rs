@@ -153,6 +153,7 @@ fn dispatch_ctx(store: Arc<dyn DeliveryStore>, outbound: Arc<dyn Queue>) -> Disp
         events: None,
         limits: None,
         sender_gate: Default::default(),
+        calls: Default::default(),
         suppressions: None,
     }
 }

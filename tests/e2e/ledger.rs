@@ -113,6 +113,7 @@ async fn n_unique_messages_in_n_unique_acceptances_out_despite_provider_faults()
         events: None,
         limits: None,
         sender_gate: Default::default(),
+        calls: Default::default(),
         suppressions: None,
     };
 

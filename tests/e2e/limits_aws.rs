@@ -242,6 +242,7 @@ async fn two_dispatch_workers_share_one_limit_through_faults_and_an_outage() {
             events: None,
             limits: Some(limits.clone()),
             sender_gate: Default::default(),
+            calls: Default::default(),
             suppressions: Some(Arc::new(DynamoSuppressions::new(
                 dynamodb.clone(),
                 table.clone(),

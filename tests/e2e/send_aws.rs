@@ -90,6 +90,7 @@ pub async fn send_stack(graph: &MockServer) -> SendStack {
             events: None,
             limits: None,
             sender_gate: Default::default(),
+            calls: Default::default(),
             suppressions: None,
         },
         outbound,

@@ -73,6 +73,7 @@ pub async fn context_from_env(env: Env<'_>) -> Result<DispatchContext, ConfigErr
         events: Some(events),
         limits: Some(Arc::new(DynamoLimits::from_env(&sdk, env)?)),
         sender_gate: Default::default(),
+        calls: Default::default(),
         suppressions: Some(Arc::new(DynamoSuppressions::from_env(&sdk, env)?)),
     })
 }

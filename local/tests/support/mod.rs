@@ -1,6 +1,6 @@
 //! What the tests that run the `carteiro` binary share: the child process, killed when the
 //! test ends, a free loopback address for it, and the wait for it to answer.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ impl Drop for Gateway {
 }
 
 /// `127.0.0.1:<a port nothing listens on now>`.
+#[allow(dead_code)] // not every test binary runs the gateway
 pub fn free_addr() -> String {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -26,6 +27,7 @@ pub fn free_addr() -> String {
 }
 
 /// Waits until the gateway at `addr` answers `GET /health` (30 s at most).
+#[allow(dead_code)]
 pub async fn wait_until_up(http: &reqwest::Client, addr: &str) {
     let started = Instant::now();
     while http
@@ -39,5 +41,62 @@ pub async fn wait_until_up(http: &reqwest::Client, addr: &str) {
             "the gateway did not start"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// aiosmtpd on a free loopback port, through the script the SMTP provider's tests use, in
+/// plain mode with `args` added (`--auth user:password --auth-plain-ok`, ...). Exits when the
+/// test process does (its stdin closes).
+#[allow(dead_code)] // not every test binary talks SMTP
+pub struct SmtpServer {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    _child: Gateway,
+}
+
+#[allow(dead_code)]
+impl SmtpServer {
+    pub fn start(args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let python = std::env::var_os("CARTEIRO_PYTHON")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| root.join(".venv/bin/python"));
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new(python)
+            .arg(root.join("shared/tests/it/smtp_server.py"))
+            .arg("--dir")
+            .arg(dir.path())
+            .args(["--mode", "plain"])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("no Python with aiosmtpd: run scripts/test or set CARTEIRO_PYTHON");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("READY ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("the SMTP server did not start: {line:?}"));
+        Self {
+            port,
+            dir,
+            _child: Gateway(child),
+        }
+    }
+
+    /// Messages it accepted.
+    pub fn received(&self) -> usize {
+        std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json"))
+            })
+            .count()
     }
 }

@@ -56,6 +56,9 @@ pub struct DispatchContext {
     /// Who is not to be sent to (checked before each attempt, taught by refusals); `None`
     /// checks nobody.
     pub suppressions: Option<Arc<dyn crate::ports::suppressions::SuppressionStore>>,
+    /// Provider calls noted for the status read model; the process flushes it
+    /// ([`crate::status::calls::flush`]). Share one per process.
+    pub calls: Arc<crate::status::calls::CallLedger>,
 }
 
 /// A gate per shard of the number's bucket ([`DispatchContext::sender_gate`]), and how many
@@ -267,6 +270,15 @@ async fn dispatch_job(
         _ => attempt.provider_code.as_deref(),
     };
     crate::observability::metrics::provider_call(record.channel.as_str(), latency, failed_with);
+    if let Some(payload) = &record.payload {
+        ctx.calls.note(
+            &payload.endpoint(),
+            failed_with.is_none(),
+            latency,
+            failed_with,
+            ctx.clock.now(),
+        );
+    }
     let finished = update_from(ctx.store.as_ref(), record, |r| {
         r.finish_attempt(attempt.clone(), result.clone(), ctx.clock.now());
         Change::Write(())

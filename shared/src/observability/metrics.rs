@@ -17,7 +17,9 @@
 //! ([`metrics::with_local_recorder`]). That is why every metric is recorded here and nowhere
 //! else.
 
-use metrics::{Unit, counter, describe_counter, describe_histogram, histogram};
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -46,6 +48,18 @@ pub const CIRCUITS: &str = "carteiro_circuit_transitions_total";
 pub const WEBHOOKS_RECEIVED: &str = "carteiro_webhooks_received_total";
 /// Webhooks intake refused, by `reason` (the error code of its 4xx answer).
 pub const WEBHOOKS_REJECTED: &str = "carteiro_webhooks_rejected_total";
+
+/// Age in seconds of the oldest message in the outbound queue (the local runtime's; on AWS the
+/// alarm reads SQS's own `ApproximateAgeOfOldestMessage`).
+pub const OLDEST_PENDING: &str = "carteiro_oldest_pending_seconds";
+/// The rolling 24 h business-initiated conversations as a percentage of the messaging tier.
+pub const QUOTA_USED: &str = "carteiro_quota_used_percent";
+/// Days until the WhatsApp access token expires (0 when invalid; absent when it never does).
+pub const TOKEN_DAYS_LEFT: &str = "carteiro_token_days_left";
+/// Callback endpoints disabled now.
+pub const ENDPOINTS_DISABLED: &str = "carteiro_callback_endpoints_disabled";
+/// Alerts raised now, by `alert` (1 while raised, 0 once cleared).
+pub const ALERTS: &str = "carteiro_alert_active";
 
 /// Latency buckets (seconds) for the Prometheus histogram: a Graph call takes 100–500 ms, an
 /// SMTP session up to seconds, a timeout 10 s.
@@ -107,6 +121,41 @@ fn describe() {
     describe_counter!(CIRCUITS, Unit::Count, "circuit breaker transitions");
     describe_counter!(WEBHOOKS_RECEIVED, Unit::Count, "webhooks taken");
     describe_counter!(WEBHOOKS_REJECTED, Unit::Count, "webhooks refused by reason");
+    describe_gauge!(OLDEST_PENDING, Unit::Seconds, "age of the oldest outbound message");
+    describe_gauge!(QUOTA_USED, Unit::Percent, "messaging-limit quota used");
+    describe_gauge!(TOKEN_DAYS_LEFT, "days until the access token expires");
+    describe_gauge!(ENDPOINTS_DISABLED, Unit::Count, "callback endpoints disabled");
+    describe_gauge!(ALERTS, Unit::Count, "alerts raised by name");
+}
+
+/// What a probe round found, as gauges for the alarms (each `None` is left unset).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatusGauges {
+    pub oldest_pending_secs: Option<u64>,
+    pub quota_used_percent: Option<f64>,
+    pub token_days_left: Option<f64>,
+    pub endpoints_disabled: u64,
+    /// Each alert known, and whether it is raised.
+    pub alerts: Vec<(&'static str, bool)>,
+}
+
+/// Sets the status gauges after a probe round.
+pub fn status(g: &StatusGauges) {
+    record(|| {
+        if let Some(age) = g.oldest_pending_secs {
+            gauge!(OLDEST_PENDING).set(age as f64);
+        }
+        if let Some(p) = g.quota_used_percent {
+            gauge!(QUOTA_USED).set(p);
+        }
+        if let Some(d) = g.token_days_left {
+            gauge!(TOKEN_DAYS_LEFT).set(d);
+        }
+        gauge!(ENDPOINTS_DISABLED).set(g.endpoints_disabled as f64);
+        for (alert, raised) in &g.alerts {
+            gauge!(ALERTS, "alert" => *alert).set(if *raised { 1.0 } else { 0.0 });
+        }
+    });
 }
 
 /// The Prometheus text of everything recorded so far; `None` without that outlet.

@@ -90,4 +90,21 @@ pub trait Queue: Send + Sync + std::fmt::Debug {
     /// Deletes a received message. Acknowledging twice, or after the receipt went stale, is
     /// not an error.
     async fn ack(&self, receipt_handle: &str) -> Result<(), QueueError>;
+
+    /// How many messages the queue holds, for the status page: SQS's approximate counts
+    /// (one `GetQueueAttributes`), never a scan.
+    async fn depth(&self) -> Result<QueueDepth, QueueError>;
+}
+
+/// A queue's size, as [`Queue::depth`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct QueueDepth {
+    /// Every message: waiting, delayed and being worked on.
+    pub messages: u64,
+    /// Received and not yet acknowledged.
+    pub in_flight: u64,
+    /// How long the oldest message has been in the queue, where the queue can say (SQS
+    /// reports it as the CloudWatch metric `ApproximateAgeOfOldestMessage` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_age_secs: Option<u64>,
 }

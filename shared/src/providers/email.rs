@@ -621,6 +621,32 @@ impl SmtpMailer {
     }
 }
 
+impl SmtpMailer {
+    /// Proves the relay takes us without sending anything: a fresh connection (TCP, TLS,
+    /// EHLO, STARTTLS, AUTH, each bounded by the timeout), then NOOP and QUIT. What
+    /// `carteiro check` and the sweeper's probes ask.
+    pub async fn probe(&self) -> Result<(), SendFailure> {
+        let mut conn = self
+            .connector
+            .connect()
+            .await
+            .map_err(|e| transport_failure(&e))?;
+        let noop = bounded(
+            self.connector.timeout,
+            Stage::Envelope,
+            conn.command(lettre::transport::smtp::commands::Noop),
+        )
+        .await;
+        let _ = tokio::time::timeout(self.connector.timeout, conn.quit()).await;
+        noop.map(|_| ()).map_err(|e| transport_failure(&e))
+    }
+
+    /// Whether the relay is asked to authenticate (a user and password are configured).
+    pub fn authenticates(&self) -> bool {
+        self.authenticates
+    }
+}
+
 #[async_trait]
 impl EmailSender for SmtpMailer {
     async fn send(&self, email: &EmailMessage) -> SendOutcome {

@@ -154,6 +154,18 @@ impl CallbackSender {
         }
     }
 
+    /// `HEAD url` through the checked client: the status of any HTTP answer, or why there was
+    /// none (the health probe's question; no event is sent).
+    pub async fn reach(&self, url: &str) -> Result<u16, String> {
+        let url =
+            reqwest::Url::parse(url).map_err(|e| format!("the endpoint URL is not valid: {e}"))?;
+        let client = self.client_for(&url).map_err(|f| f.error.message)?;
+        match client.head(url).send().await {
+            Ok(r) => Ok(r.status().as_u16()),
+            Err(e) => Err(transport_failure(&e).error.message),
+        }
+    }
+
     async fn attempt(
         &self,
         endpoint: &CallbackEndpoint,

@@ -99,6 +99,11 @@ impl GraphClient {
         })
     }
 
+    /// The pooled HTTP client, for the health probes' reads of the Graph API.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// `POST {graph_base_url}/{graph_api_version}/{phone_number_id}/messages`.
     pub async fn send(&self, secret: &WhatsAppSecret, body: &Value) -> SendOutcome {
         let (url, authorization) = match request_target(secret) {
@@ -272,16 +277,27 @@ fn request_target(secret: &WhatsAppSecret) -> Result<(String, HeaderValue), Send
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .ok_or_else(|| not_configured("whatsapp.phone_number_id is not configured"))?;
-    // Both go into the URL path: refuse anything that could change its shape.
-    let segment_ok = |s: &str| {
-        s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-    };
     if !segment_ok(phone_number_id) {
         return Err(not_configured(
             "whatsapp.phone_number_id must be a Meta id (digits)",
         ));
     }
+    let url = format!("{}/{phone_number_id}/messages", graph_root(secret)?);
+    let mut authorization = HeaderValue::from_str(&format!("Bearer {token}"))
+        // The error names no value.
+        .map_err(|_| not_configured("whatsapp.access_token is not a valid header value"))?;
+    authorization.set_sensitive(true);
+    Ok((url, authorization))
+}
+
+/// Whether `s` may go into a URL path as one segment unchanged.
+pub(crate) fn segment_ok(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+/// `{graph_base_url}/{graph_api_version}`, checked.
+pub(crate) fn graph_root(secret: &WhatsAppSecret) -> Result<String, SendFailure> {
     let version = secret.graph_api_version.trim();
     if version.is_empty() || !segment_ok(version) {
         return Err(not_configured(
@@ -297,16 +313,10 @@ fn request_target(secret: &WhatsAppSecret) -> Result<(String, HeaderValue), Send
             ));
         }
     }
-    let url = format!("{base}/{version}/{phone_number_id}/messages");
-
-    let mut authorization = HeaderValue::from_str(&format!("Bearer {token}"))
-        // The error names no value.
-        .map_err(|_| not_configured("whatsapp.access_token is not a valid header value"))?;
-    authorization.set_sensitive(true);
-    Ok((url, authorization))
+    Ok(format!("{base}/{version}"))
 }
 
-fn not_configured(message: &str) -> SendFailure {
+pub(crate) fn not_configured(message: &str) -> SendFailure {
     SendFailure {
         class: FailureClass::Permanent,
         error: DeliveryError {

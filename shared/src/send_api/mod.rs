@@ -34,6 +34,7 @@ use subtle::ConstantTimeEq;
 pub mod conversations;
 pub mod events;
 mod rate_limit;
+pub mod status;
 pub mod suppressions;
 
 /// The collection route.
@@ -47,6 +48,9 @@ pub fn serves(path: &str) -> bool {
         events::ENDPOINTS_PATH,
         conversations::CONVERSATIONS_PATH,
         suppressions::SUPPRESSIONS_PATH,
+        status::STATUS_PATH,
+        status::PAGE_PATH,
+        status::HEALTH_PATH,
     ]
     .iter()
     .any(|root| path == *root || path.strip_prefix(root).is_some_and(|r| r.starts_with('/')))
@@ -69,6 +73,8 @@ pub struct SendApiContext {
     pub limits: Option<Arc<dyn LimitStore>>,
     /// Who is not to be sent to; `None` refuses nobody.
     pub suppressions: Option<Arc<dyn crate::ports::suppressions::SuppressionStore>>,
+    /// What `GET /v1/status` and `GET /status` read; `None` answers them 404.
+    pub status: Option<Arc<crate::status::StatusContext>>,
 }
 
 /// Longest `Idempotency-Key` accepted.
@@ -144,6 +150,12 @@ async fn route_more(
                 _ => Err(ApiError::not_found()),
             });
         }
+        if path == status::STATUS_PATH {
+            return Some(match expect(req, Method::GET) {
+                Ok(()) => status::show(ctx).await,
+                Err(e) => Err(e),
+            });
+        }
         if let Some(parts) = under(path, conversations::CONVERSATIONS_PATH) {
             return Some(match parts.as_slice() {
                 [wa_id] => match expect(req, Method::GET) {
@@ -171,6 +183,15 @@ async fn route_more(
 
 async fn route(ctx: &SendApiContext, req: ApiRequest) -> Result<ApiResponse, ApiError> {
     let path = req.uri().path().trim_end_matches('/').to_owned();
+    // The two routes with no API key: liveness, and the page a browser opens.
+    if path == status::HEALTH_PATH || path == status::PAGE_PATH {
+        expect(&req, Method::GET)?;
+        return if path == status::HEALTH_PATH {
+            Ok(status::health())
+        } else {
+            status::page(ctx).await
+        };
+    }
     if let Some(answer) = route_more(ctx, &req, &path).await {
         return answer;
     }

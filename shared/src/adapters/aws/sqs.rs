@@ -16,7 +16,7 @@
 
 use super::describe_sdk_error;
 use crate::ports::queue::{
-    MAX_BATCH, MAX_DELAY, OutgoingMessage, Queue, QueueError, ReceivedMessage,
+    MAX_BATCH, MAX_DELAY, OutgoingMessage, Queue, QueueDepth, QueueError, ReceivedMessage,
 };
 use async_trait::async_trait;
 use aws_sdk_sqs::error::ProvideErrorMetadata;
@@ -276,6 +276,35 @@ impl Queue for SqsQueue {
             });
         }
         Ok(received)
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|e| QueueError::Unavailable(describe_sdk_error("GetQueueAttributes", &e)))?;
+        let attrs = out.attributes.unwrap_or_default();
+        let n = |a: A| {
+            attrs
+                .get(&a)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let in_flight = n(A::ApproximateNumberOfMessagesNotVisible);
+        Ok(QueueDepth {
+            messages: n(A::ApproximateNumberOfMessages)
+                + in_flight
+                + n(A::ApproximateNumberOfMessagesDelayed),
+            in_flight,
+            oldest_age_secs: None,
+        })
     }
 
     async fn ack(&self, receipt_handle: &str) -> Result<(), QueueError> {

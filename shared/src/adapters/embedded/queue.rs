@@ -8,7 +8,7 @@
 
 use super::{DbError, EmbeddedDb};
 use crate::ports::queue::{
-    MAX_BATCH, MAX_DELAY, OutgoingMessage, Queue, QueueError, ReceivedMessage,
+    MAX_BATCH, MAX_DELAY, OutgoingMessage, Queue, QueueDepth, QueueError, ReceivedMessage,
 };
 use async_trait::async_trait;
 use rusqlite::TransactionBehavior;
@@ -158,6 +158,28 @@ impl Queue for EmbeddedQueue {
             .map_err(unavailable)?;
         self.db.notify_sent();
         Ok(())
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        let counts = self.counts().await?;
+        let name = self.name.clone();
+        let oldest = self
+            .db
+            .run(move |conn, now| {
+                let sent: Option<i64> = conn.query_row(
+                    "SELECT MIN(sent_at) FROM queue_messages WHERE queue = ?1",
+                    rusqlite::params![name],
+                    |r| r.get(0),
+                )?;
+                Ok(sent.map(|t| u64::try_from((now - t) / 1_000).unwrap_or(0)))
+            })
+            .await
+            .map_err(unavailable)?;
+        Ok(QueueDepth {
+            messages: counts.visible + counts.in_flight + counts.delayed,
+            in_flight: counts.in_flight,
+            oldest_age_secs: oldest,
+        })
     }
 
     async fn receive(
