@@ -1,5 +1,5 @@
-//! `GET /status`: one self-contained HTML page — no script, no external asset, inline SVG
-//! charts — that refreshes itself every 30 s and reads on a phone. It shows the same report
+//! `GET /status`: one self-contained HTML page — no external asset, inline SVG charts, one
+//! small inline script — that refreshes itself every 30 s and reads on a phone. It shows the same report
 //! as `GET /v1/status`, rendered on the server, and quotes nothing secret: states, figures,
 //! probe lines and alerts.
 
@@ -42,6 +42,11 @@ table{border-collapse:collapse;width:100%;font-size:13px}td{padding:2px 4px;bord
 .alert{border-left:4px solid #cf222e;background:#fff;padding:6px 10px;margin:6px 0}\
 .alert.warning{border-color:#9a6700}svg{width:100%;height:auto;display:block;margin-top:6px}";
 
+/// The one script: marks each chart with the width it was laid out at (what the browser test
+/// reads back), and counts the seconds since the report was made.
+const SCRIPT: &str = "<script>document.querySelectorAll('svg.chart').forEach(function(s){s.setAttribute('data-rendered',Math.round(s.getBoundingClientRect().width))});\
+var t0=Date.now(),a=document.getElementById('age');if(a){setInterval(function(){a.textContent=Math.round((Date.now()-t0)/1000)+' s ago'},1000)}</script>";
+
 /// Calls a minute over the hour (ok stacked under failed) and the p95 latency as a line.
 fn chart(i: &Integration) -> String {
     let (w, h) = (300.0_f64, 80.0_f64);
@@ -71,6 +76,7 @@ fn chart(i: &Integration) -> String {
         "<rect x=\"0\" y=\"0\" width=\"{w}\" height=\"{h}\" fill=\"#f6f8fa\"/>"
     );
     let mut line = String::new();
+    let mut dots = String::new();
     for (k, m) in i.per_minute.iter().enumerate() {
         let x = k as f64 * bar;
         let ok_h = m.ok as f64 / max_calls * h;
@@ -94,6 +100,11 @@ fn chart(i: &Integration) -> String {
         if let Some(l) = m.latency_p95_ms {
             let y = h - l as f64 / max_latency * (h - 4.0);
             let _ = write!(line, "{:.1},{y:.1} ", x + bar / 2.0);
+            let _ = write!(
+                dots,
+                "<circle cx=\"{:.1}\" cy=\"{y:.1}\" r=\"1.5\" fill=\"#0969da\"/>",
+                x + bar / 2.0
+            );
         }
     }
     if !line.is_empty() {
@@ -103,6 +114,7 @@ fn chart(i: &Integration) -> String {
             line.trim_end()
         );
     }
+    svg.push_str(&dots);
     let _ = write!(
         svg,
         "<text x=\"0\" y=\"{}\" font-size=\"10\" fill=\"#656d76\">-60 min · bars: calls/min (max {max_calls:.0}) · line: p95 (max {max_latency:.0} ms)</text></svg>",
@@ -151,13 +163,14 @@ fn card(i: &Integration) -> String {
     );
     if let Some(q) = &i.quota {
         let limit = if q.unlimited {
-            "unlimited".to_owned()
+            "tier unlimited".to_owned()
         } else {
-            q.limit.map_or_else(|| "unknown".to_owned(), |l| l.to_string())
+            q.limit
+                .map_or_else(|| "tier unknown".to_owned(), |l| format!("tier {l}"))
         };
         let _ = write!(
             c,
-            "<tr><td>quota</td><td colspan=\"2\">{} of {limit} users in 24 h{}</td></tr>",
+            "<tr><td>quota</td><td colspan=\"2\">{} users in 24 h, {limit}{}</td></tr>",
             q.used_24h,
             q.used_percent
                 .map(|p| format!(" ({p:.1} %)"))
@@ -189,7 +202,7 @@ fn card(i: &Integration) -> String {
 /// The page for `report`.
 pub fn render(report: &StatusReport) -> String {
     let mut html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><meta http-equiv=\"refresh\" content=\"{REFRESH_SECS}\"><title>Carteiro status: {status}</title><style>{STYLE}</style></head><body><h1>Carteiro <span class=\"state\" id=\"overall\" style=\"background:{bg}\">{status}</span></h1><div class=\"muted\">{at} · refreshes every {REFRESH_SECS} s · probes every {probe} s</div>",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><meta http-equiv=\"refresh\" content=\"{REFRESH_SECS}\"><title>Carteiro status: {status}</title><style>{STYLE}</style></head><body><h1>Carteiro <span class=\"state\" id=\"overall\" style=\"background:{bg}\">{status}</span></h1><div class=\"muted\">{at} (<span id=\"age\">just now</span>) · refreshes every {REFRESH_SECS} s · probes every {probe} s</div>",
         status = report.status.as_str(),
         bg = colour(report.status),
         at = escape(&report.generated_at),
@@ -236,7 +249,9 @@ pub fn render(report: &StatusReport) -> String {
             escape(&text)
         );
     }
-    html.push_str("</table></section></body></html>");
+    html.push_str("</table></section>");
+    html.push_str(SCRIPT);
+    html.push_str("</body></html>");
     html
 }
 
