@@ -548,6 +548,7 @@ async fn a_queue_outage_leaves_a_queued_record_and_the_idempotent_retry_queues_i
         settings: Default::default(),
         limits: None,
         suppressions: None,
+        status: None,
     };
     let post = || {
         http::Request::builder()

@@ -88,6 +88,7 @@ async fn n_unique_messages_in_n_unique_acceptances_out_despite_provider_faults()
         settings: SendApiSettings::default(),
         limits: None,
         suppressions: None,
+        status: None,
     };
     let dispatch = DispatchContext {
         store: store.clone(),

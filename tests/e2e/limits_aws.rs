@@ -260,6 +260,7 @@ async fn two_dispatch_workers_share_one_limit_through_faults_and_an_outage() {
         settings: SendApiSettings::default(),
         limits: None,
         suppressions: None,
+        status: None,
     };
     let _ = sdk;
 

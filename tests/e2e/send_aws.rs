@@ -74,6 +74,7 @@ pub async fn send_stack(graph: &MockServer) -> SendStack {
             settings: SendApiSettings::default(),
             limits: None,
             suppressions: None,
+            status: None,
         },
         dispatch: DispatchContext {
             store: Arc::new(store.clone()),

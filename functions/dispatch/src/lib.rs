@@ -16,6 +16,7 @@ use carteiro_shared::ports::{Clock, DeliveryStore, Queue};
 use carteiro_shared::providers;
 use carteiro_shared::providers::email::MailerOptions;
 use carteiro_shared::providers::webhook::CallbackSender;
+use carteiro_shared::status::calls::{LAMBDA_FLUSH_EVERY, flush};
 use lambda_runtime::LambdaEvent;
 use std::sync::Arc;
 
@@ -83,8 +84,16 @@ pub async fn handler(
     ctx: &DispatchContext,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-    Ok(serve_sqs(event.payload, |events| async move {
+    let answer = serve_sqs(event.payload, |events| async move {
         dispatch::process_batch(ctx, &events).await
     })
-    .await?)
+    .await?;
+    // The calls for the status read model: at most one write every few seconds per instance.
+    if let Some(limits) = &ctx.limits
+        && ctx.calls.due(LAMBDA_FLUSH_EVERY)
+        && let Err(e) = flush(&ctx.calls, limits.as_ref(), ctx.clock.now()).await
+    {
+        tracing::warn!(error = %e, "status figures not written yet; kept for the next flush");
+    }
+    Ok(answer)
 }

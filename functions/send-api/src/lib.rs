@@ -3,7 +3,10 @@
 use carteiro_shared::adapters::aws::{
     DynamoLimits, DynamoStore, DynamoSuppressions, SecretIds, SecretsManagerSource, SqsQueue,
 };
-use carteiro_shared::config::{ConfigError, Env};
+use carteiro_shared::config::{ConfigError, DispatchSettings, Env, StatusSettings};
+use carteiro_shared::ports::limits::LimitStore;
+use carteiro_shared::ports::{DeliveryStore, Queue};
+use carteiro_shared::status::StatusContext;
 use carteiro_shared::lambda::serve_http;
 use carteiro_shared::ports::SystemClock;
 use carteiro_shared::providers::templates::EmailTemplates;
@@ -20,19 +23,33 @@ pub async fn context_from_env(env: Env<'_>) -> Result<SendApiContext, ConfigErro
         ..SecretIds::default()
     };
     let secrets = SecretsManagerSource::secrets_from_env(&sdk, env, secret_ids).await?;
+    let store: Arc<dyn DeliveryStore> = Arc::new(DynamoStore::from_env(&sdk, env)?);
+    let outbound: Arc<dyn Queue> = Arc::new(SqsQueue::from_env(
+        &sdk,
+        env,
+        "CARTEIRO_OUTBOUND_QUEUE_URL",
+    )?);
+    let limits: Arc<dyn LimitStore> = Arc::new(DynamoLimits::from_env(&sdk, env)?);
+    let status = StatusContext {
+        limits: limits.clone(),
+        store: store.clone(),
+        secrets: secrets.clone(),
+        outbound: outbound.clone(),
+        dead_letters: SqsQueue::dead_letters_from_env(&sdk, env)?,
+        settings: StatusSettings::from_env(env)?,
+        messaging_limit: DispatchSettings::from_env(env)?.messaging_limit,
+        modes: Default::default(),
+    };
     Ok(SendApiContext {
-        store: Arc::new(DynamoStore::from_env(&sdk, env)?),
-        outbound: Arc::new(SqsQueue::from_env(
-            &sdk,
-            env,
-            "CARTEIRO_OUTBOUND_QUEUE_URL",
-        )?),
+        store,
+        outbound,
         secrets,
         clock: Arc::new(SystemClock),
         templates: Arc::new(EmailTemplates::embedded()),
         settings: SendApiSettings::from_env(env)?,
-        limits: Some(Arc::new(DynamoLimits::from_env(&sdk, env)?)),
+        limits: Some(limits),
         suppressions: Some(Arc::new(DynamoSuppressions::from_env(&sdk, env)?)),
+        status: Some(Arc::new(status)),
     })
 }
 

@@ -83,6 +83,28 @@ impl SqsQueue {
         Ok(Self::new(aws_sdk_sqs::Client::new(sdk), url))
     }
 
+    /// The dead-letter queues the status report counts, by name: `outbound-dlq` from
+    /// `CARTEIRO_OUTBOUND_DLQ_URL`, `inbound-dlq` from `CARTEIRO_INBOUND_DLQ_URL` (each
+    /// optional).
+    pub fn dead_letters_from_env(
+        sdk: &aws_config::SdkConfig,
+        env: crate::config::Env<'_>,
+    ) -> Result<Vec<(String, std::sync::Arc<dyn Queue>)>, crate::config::ConfigError> {
+        let mut queues: Vec<(String, std::sync::Arc<dyn Queue>)> = Vec::new();
+        for (name, var) in [
+            ("outbound-dlq", "CARTEIRO_OUTBOUND_DLQ_URL"),
+            ("inbound-dlq", "CARTEIRO_INBOUND_DLQ_URL"),
+        ] {
+            if env.optional(var).is_some() {
+                queues.push((
+                    name.to_owned(),
+                    std::sync::Arc::new(Self::from_env(sdk, env, var)?),
+                ));
+            }
+        }
+        Ok(queues)
+    }
+
     pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
         Self {
             client,
