@@ -44,10 +44,19 @@ impl Checked {
 
     /// The table, one part a line.
     pub fn table(&self) -> String {
-        let width = self.rows.iter().map(|r| r.part.len()).max().unwrap_or(4).max(4);
+        let width = self
+            .rows
+            .iter()
+            .map(|r| r.part.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
         let mut out = format!("{:width$}  {:7}  DETAIL\n", "PART", "RESULT");
         for r in &self.rows {
-            out.push_str(&format!("{:width$}  {:7}  {}\n", r.part, r.result, r.detail));
+            out.push_str(&format!(
+                "{:width$}  {:7}  {}\n",
+                r.part, r.result, r.detail
+            ));
         }
         out
     }
@@ -96,7 +105,10 @@ pub async fn run(
         }),
     }
     if let Err(SecretError::Missing(_)) = secrets.smtp(false).await {
-        rows.push(skipped("smtp", "no smtp secret (the local sandbox keeps emails)"));
+        rows.push(skipped(
+            "smtp",
+            "no smtp secret (the local sandbox keeps emails)",
+        ));
     }
     if carteiro_shared::callbacks::endpoints::configured(&secrets)
         .await

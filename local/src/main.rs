@@ -230,7 +230,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    print_banner(&app);
+    // With --log-json stdout carries JSON lines only; the banner goes to stderr.
+    let banner = banner(&app);
+    if args.log_json {
+        eprint!("{banner}");
+    } else {
+        print!("{banner}");
+    }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let _ = tokio::signal::ctrl_c().await;
@@ -311,18 +317,24 @@ async fn redrive_sqs(
     Err("this carteiro was built without AWS support; build it with `cargo build --release --features aws`".to_owned())
 }
 
-fn print_banner(app: &Application) {
+/// What `carteiro` says at start: where it listens, and what stands in for what.
+fn banner(app: &Application) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
     let addr = app
         .local_addr()
         .map_or_else(|| "?".to_owned(), |a| a.to_string());
     let config = app.config();
-    println!("carteiro listening on http://{addr}");
-    println!("  data directory: {}", config.data_dir.display());
+    let _ = writeln!(out, "carteiro listening on http://{addr}");
+    let _ = writeln!(out, "  data directory: {}", config.data_dir.display());
     match &config.secrets_file {
-        Some(path) => println!("  secrets file:   {}", path.display()),
+        Some(path) => {
+            let _ = writeln!(out, "  secrets file:   {}", path.display());
+        }
         None => {
             let path = config.data_dir.join(dev_secrets::FILE_NAME);
-            println!(
+            let _ = writeln!(
+                out,
                 "  development secrets (generated, kept in {}):",
                 path.display()
             );
@@ -335,29 +347,42 @@ fn print_banner(app: &Application) {
                         .unwrap_or("?")
                         .to_owned()
                 };
-                println!("    verify token: {}", show("/whatsapp/verify_token"));
-                println!("    app secret:   {}", show("/whatsapp/app_secret"));
-                println!("    API key:      {}", show("/api_keys/keys/0/key"));
+                let _ = writeln!(out, "    verify token: {}", show("/whatsapp/verify_token"));
+                let _ = writeln!(out, "    app secret:   {}", show("/whatsapp/app_secret"));
+                let _ = writeln!(out, "    API key:      {}", show("/api_keys/keys/0/key"));
             }
         }
     }
     if app.gateway().whatsapp_sandbox.is_some() {
-        println!(
+        let _ = writeln!(
+            out,
             "  WhatsApp:       SANDBOX — no access_token configured; messages are kept at http://{addr}/sandbox/outbox, not sent to Meta,\n                  and answered with sent/delivered/read status webhooks; POST http://{addr}/sandbox/inbound {{\"from\",\"text\"}} plays a customer"
         );
     } else {
-        println!("  WhatsApp:       Graph API (credentials from the secrets file)");
+        let _ = writeln!(
+            out,
+            "  WhatsApp:       Graph API (credentials from the secrets file)"
+        );
     }
     if app.gateway().email_sandbox.is_some() {
-        println!(
+        let _ = writeln!(
+            out,
             "  Email:          SANDBOX — no smtp secret configured; emails are kept at http://{addr}/sandbox/outbox, not sent"
         );
     } else {
-        println!("  Email:          SMTP (server from the secrets file)");
+        let _ = writeln!(out, "  Email:          SMTP (server from the secrets file)");
     }
-    println!("  send API:       POST http://{addr}/v1/messages (Authorization: Bearer <API key>)");
-    println!(
+    let _ = writeln!(
+        out,
+        "  send API:       POST http://{addr}/v1/messages (Authorization: Bearer <API key>)"
+    );
+    let _ = writeln!(
+        out,
         "  callbacks:      to the endpoints of the secrets file's \"callbacks\"; development allowlist: plain http to loopback (127.0.0.1, ::1) is allowed here, never on Lambda"
     );
-    println!("  webhook URL:    http://{addr}/webhooks/whatsapp   health: http://{addr}/health");
+    let _ = writeln!(
+        out,
+        "  webhook URL:    http://{addr}/webhooks/whatsapp   health: http://{addr}/health"
+    );
+    out
 }

@@ -6,7 +6,9 @@ use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use carteiro_shared::http::{ApiError, ApiRequest, ApiResponse, json_response, response};
+use carteiro_shared::http::{
+    ApiError, ApiRequest, ApiResponse, REQUEST_ID, json_response, response,
+};
 use carteiro_shared::{intake, send_api};
 use http::{Method, StatusCode};
 
@@ -18,11 +20,19 @@ pub fn router(gateway: Gateway) -> Router {
 }
 
 async fn handle(State(gateway): State<Gateway>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let response = match to_bytes(body, MAX_REQUEST_BYTES).await {
+    let (mut parts, body) = req.into_parts();
+    // Ours, as API Gateway's is on Lambda: a caller's own x-request-id is not trusted.
+    let request_id = uuid::Uuid::now_v7().to_string();
+    if let Ok(value) = http::HeaderValue::from_str(&request_id) {
+        parts.headers.insert(REQUEST_ID, value);
+    }
+    let mut response = match to_bytes(body, MAX_REQUEST_BYTES).await {
         Ok(bytes) => route(&gateway, ApiRequest::from_parts(parts, bytes)).await,
         Err(_) => ApiError::payload_too_large(MAX_REQUEST_BYTES).into_response(),
     };
+    if let Ok(value) = http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
     let (parts, bytes) = response.into_parts();
     Response::from_parts(parts, Body::from(bytes)).into_response()
 }

@@ -42,7 +42,11 @@ async fn sleep_unless_stopped(d: Duration, shutdown: &mut watch::Receiver<bool>)
 }
 
 /// A probe round at start and then every probe interval (none with `0s`).
-pub async fn probe(status: Arc<StatusContext>, probes: Probes, mut shutdown: watch::Receiver<bool>) {
+pub async fn probe(
+    status: Arc<StatusContext>,
+    probes: Probes,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let interval = status.settings.probe_interval;
     if interval.is_zero() {
         return;

@@ -119,26 +119,43 @@ async fn every_part_healthy_and_nothing_sent() {
     let (parts, file) = parts(valid_token(), "right-password").await;
     let (ok, out, err) = check(&file);
     assert!(ok, "check failed:\n{out}\n{err}");
-    for part in ["whatsapp token", "whatsapp phone number", "smtp:primary", "webhook:crm"] {
+    for part in [
+        "whatsapp token",
+        "whatsapp phone number",
+        "smtp:primary",
+        "webhook:crm",
+    ] {
         assert_eq!(result_of(&out, part), "ok", "{part}:\n{out}");
     }
     assert!(out.contains("never expires"), "{out}");
-    assert!(out.contains("quality GREEN, tier TIER_1K, throughput STANDARD"), "{out}");
+    assert!(
+        out.contains("quality GREEN, tier TIER_1K, throughput STANDARD"),
+        "{out}"
+    );
     assert!(out.contains("AUTH accepted"), "{out}");
     assert!(out.contains("answered 405"), "{out}");
     // The app token asked debug_token; nothing was sent anywhere.
     let asked = parts.graph.received_requests().await.unwrap();
-    let debug = asked.iter().find(|r| r.url.path().ends_with("/debug_token")).unwrap();
+    let debug = asked
+        .iter()
+        .find(|r| r.url.path().ends_with("/debug_token"))
+        .unwrap();
     assert_eq!(
         debug.headers.get("authorization").unwrap(),
         "Bearer 1234567890|check-app-secret"
     );
-    assert!(asked.iter().all(|r| r.method.as_str() == "GET"), "{asked:?}");
+    assert!(
+        asked.iter().all(|r| r.method.as_str() == "GET"),
+        "{asked:?}"
+    );
     let hooks = parts.receiver.received_requests().await.unwrap();
     assert_eq!(hooks.len(), 1);
     assert_eq!(hooks[0].method.as_str(), "HEAD");
     assert_eq!(parts.smtp.received(), 0, "check sent an email");
-    assert!(!out.contains("check-app-secret") && !out.contains("EAAG-check-token"), "{out}");
+    assert!(
+        !out.contains("check-app-secret") && !out.contains("EAAG-check-token"),
+        "{out}"
+    );
     drop(parts.dir);
 }
 

@@ -123,7 +123,10 @@ fn log_events(log: &std::path::Path) -> Vec<Value> {
 #[tokio::test]
 async fn injected_failures_and_an_expiring_token_show_within_one_probe_interval() {
     let graph = MockServer::start().await;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     Mock::given(method("GET"))
         .and(path("/v23.0/debug_token"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": {
@@ -224,7 +227,10 @@ async fn injected_failures_and_an_expiring_token_show_within_one_probe_interval(
     let whatsapp = integration(&report, "whatsapp");
     assert_eq!(whatsapp["state"], "down", "{whatsapp:#}");
     assert_eq!(report["status"], "down");
-    assert!(whatsapp["last_5m"]["error_rate"].as_f64().unwrap() >= 0.99, "{whatsapp:#}");
+    assert!(
+        whatsapp["last_5m"]["error_rate"].as_f64().unwrap() >= 0.99,
+        "{whatsapp:#}"
+    );
     assert_eq!(whatsapp["last_error"], "1", "{whatsapp:#}");
     assert!(whatsapp["last_failure_at"].is_string());
     assert!(whatsapp["last_5m"]["latency_p95_ms"].as_u64().is_some());
@@ -239,9 +245,17 @@ async fn injected_failures_and_an_expiring_token_show_within_one_probe_interval(
         .await
         .unwrap();
     assert_eq!(page.status(), 200);
-    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     let html = page.text().await.unwrap();
-    assert!(html.contains(r#"data-integration="whatsapp" data-state="down""#), "{html}");
+    assert!(
+        html.contains(r#"data-integration="whatsapp" data-state="down""#),
+        "{html}"
+    );
     for code in ["circuit_open", "token_expiring"] {
         assert!(html.contains(&format!(r#"data-alert="{code}""#)), "{code}");
     }
@@ -270,8 +284,14 @@ async fn injected_failures_and_an_expiring_token_show_within_one_probe_interval(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let text = std::fs::read_to_string(&running.log).unwrap();
-    assert!(!text.contains("EAAG-status-token"), "the token reached the log");
-    assert!(!text.contains("status-app-secret"), "the app secret reached the log");
+    assert!(
+        !text.contains("EAAG-status-token"),
+        "the token reached the log"
+    );
+    assert!(
+        !text.contains("status-app-secret"),
+        "the app secret reached the log"
+    );
 }
 
 fn chromium() -> String {
@@ -357,7 +377,10 @@ async fn the_status_page_renders_in_headless_chromium() {
         .collect();
     assert!(widths.len() >= 2, "no rendered chart:\n{dom_text}");
     assert!(widths.iter().all(|w| *w > 100), "{widths:?}");
-    assert!(dom_text.contains(r#"<rect class="ok""#), "no bars in the chart");
+    assert!(
+        dom_text.contains(r#"<rect class="ok""#),
+        "no bars in the chart"
+    );
 
     let artefacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("artefacts");
     std::fs::create_dir_all(&artefacts).unwrap();
@@ -371,6 +394,10 @@ async fn the_status_page_renders_in_headless_chromium() {
     );
     let png = std::fs::read(&shot).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
-    assert!(png.len() > 10_000, "a near-empty screenshot: {} bytes", png.len());
+    assert!(
+        png.len() > 10_000,
+        "a near-empty screenshot: {} bytes",
+        png.len()
+    );
     println!("status page screenshot: {}", shot.display());
 }

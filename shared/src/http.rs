@@ -12,6 +12,29 @@ pub type ApiResponse = http::Response<Bytes>;
 /// Header carrying the id that ties a request's log lines, queue messages and records together.
 pub const CORRELATION_ID: &str = "x-correlation-id";
 
+/// The request's id: API Gateway's on Lambda, one the local runtime makes up otherwise; in
+/// every log line of the request and echoed in the response.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The request id a request carries (see [`REQUEST_ID`]).
+pub fn request_id(headers: &HeaderMap) -> &str {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 128)
+        .unwrap_or("")
+}
+
+/// The first two segments of `path` (`/v1/messages`), for logs: the rest may carry a phone
+/// number or an address.
+pub fn route_of(path: &str) -> &str {
+    let mut slashes = path.match_indices('/').map(|(i, _)| i).skip(2);
+    match slashes.next() {
+        Some(i) => &path[..i],
+        None => path,
+    }
+}
+
 /// An error answered to the caller. Messages are written for the caller and never contain
 /// secrets or request bodies.
 #[derive(Debug, Clone, PartialEq, Eq)]

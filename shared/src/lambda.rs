@@ -3,7 +3,7 @@
 //! batch failures. Behind the `lambda` feature: the local runtime never links `lambda_http`.
 
 use crate::batch::QueuedEvent;
-use crate::http::{ApiRequest, ApiResponse, CORRELATION_ID};
+use crate::http::{ApiRequest, ApiResponse, CORRELATION_ID, REQUEST_ID};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use http::HeaderValue;
 use lambda_http::request::RequestContext;
@@ -18,10 +18,11 @@ pub fn to_api_request(req: Request) -> ApiRequest {
         _ => None,
     };
     let (mut parts, body) = req.into_parts();
-    if !parts.headers.contains_key(CORRELATION_ID)
-        && let Some(value) = request_id.and_then(|id| HeaderValue::from_str(&id).ok())
-    {
-        parts.headers.insert(CORRELATION_ID, value);
+    if let Some(value) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        if !parts.headers.contains_key(CORRELATION_ID) {
+            parts.headers.insert(CORRELATION_ID, value.clone());
+        }
+        parts.headers.insert(REQUEST_ID, value);
     }
     let bytes = match body {
         Body::Text(text) => bytes::Bytes::from(text),

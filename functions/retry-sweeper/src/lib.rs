@@ -49,12 +49,11 @@ pub async fn context_from_env(env: Env<'_>) -> Result<Sweeper, ConfigError> {
         ..SecretIds::default()
     };
     let secrets = SecretsManagerSource::secrets_from_env(&sdk, env, secret_ids).await?;
-    let graph = GraphClient::new(&GraphSettings::from_env(env)?).map_err(|e| {
-        ConfigError::Invalid {
+    let graph =
+        GraphClient::new(&GraphSettings::from_env(env)?).map_err(|e| ConfigError::Invalid {
             var: "CARTEIRO_GRAPH_TIMEOUT_MS",
             reason: e.to_string(),
-        }
-    })?;
+        })?;
     let sender = CallbackSender::new(
         secrets.clone(),
         store.clone(),

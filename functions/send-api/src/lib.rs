@@ -4,13 +4,13 @@ use carteiro_shared::adapters::aws::{
     DynamoLimits, DynamoStore, DynamoSuppressions, SecretIds, SecretsManagerSource, SqsQueue,
 };
 use carteiro_shared::config::{ConfigError, DispatchSettings, Env, StatusSettings};
-use carteiro_shared::ports::limits::LimitStore;
-use carteiro_shared::ports::{DeliveryStore, Queue};
-use carteiro_shared::status::StatusContext;
 use carteiro_shared::lambda::serve_http;
 use carteiro_shared::ports::SystemClock;
+use carteiro_shared::ports::limits::LimitStore;
+use carteiro_shared::ports::{DeliveryStore, Queue};
 use carteiro_shared::providers::templates::EmailTemplates;
 use carteiro_shared::send_api::{self, SendApiContext, SendApiSettings};
+use carteiro_shared::status::StatusContext;
 use lambda_http::{Body, Request, Response};
 use std::sync::Arc;
 

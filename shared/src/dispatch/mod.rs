@@ -154,9 +154,10 @@ pub async fn dispatch(ctx: &DispatchContext, body: &str) -> Result<Dispatched, D
         serde_json::from_str(body).map_err(|e| DispatchError::Malformed(e.to_string()))?;
     let span = tracing::info_span!(
         "dispatch",
-        id = %job.id,
+        message_id = %job.id,
         correlation_id = job.correlation_id.as_deref().unwrap_or(""),
         attempt = tracing::field::Empty,
+        wamid = tracing::field::Empty,
     );
     dispatch_job(ctx, job).instrument(span).await
 }
@@ -305,6 +306,7 @@ async fn dispatch_job(
         } => {
             note_conversation(ctx, &record).await;
             if let Ok(wamid) = Wamid::parse(provider_message_id) {
+                tracing::Span::current().record("wamid", wamid.as_str());
                 // Statuses that beat this write were kept as orphans; apply them now.
                 let reconciled = reconcile_orphans(
                     ctx.store.as_ref(),

@@ -30,7 +30,10 @@ const INTEGRATION: &str = "whatsapp";
 
 /// Both probes of the `whatsapp` secret.
 pub async fn probe(graph: &GraphClient, secret: &WhatsAppSecret, now: Timestamp) -> Vec<Probe> {
-    vec![token(graph, secret, now).await, phone(graph, secret, now).await]
+    vec![
+        token(graph, secret, now).await,
+        phone(graph, secret, now).await,
+    ]
 }
 
 /// A GET of the Graph API with a bearer token: the JSON body of a 2xx, or why not.
@@ -51,10 +54,12 @@ async fn get(
         // The URL may carry the token being inspected: never quote it.
         .map_err(|e| format!("the Graph API could not be reached: {}", e.without_url()))?;
     let status = sent.status();
-    let bytes = sent
-        .bytes()
-        .await
-        .map_err(|e| format!("the Graph API's answer could not be read: {}", e.without_url()))?;
+    let bytes = sent.bytes().await.map_err(|e| {
+        format!(
+            "the Graph API's answer could not be read: {}",
+            e.without_url()
+        )
+    })?;
     if status.is_success() {
         return serde_json::from_slice(&bytes)
             .map_err(|_| format!("the Graph API answered {status} with a body that is not JSON"));
@@ -167,7 +172,11 @@ pub async fn phone(graph: &GraphClient, secret: &WhatsAppSecret, now: Timestamp)
     let Some(token) = access_token(secret) else {
         return failed("whatsapp.access_token is not configured".to_owned());
     };
-    let pnid = secret.phone_number_id.as_deref().map(str::trim).unwrap_or("");
+    let pnid = secret
+        .phone_number_id
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or("");
     if pnid.is_empty() || !segment_ok(pnid) {
         return failed("whatsapp.phone_number_id is not configured as a Meta id".to_owned());
     }
@@ -236,7 +245,10 @@ mod tests {
         let now = Timestamp::from_secs(NOW);
         let in_days = |d: i64| json!({"is_valid": true, "expires_at": NOW + d * 86_400});
         assert_eq!(judge_token(&in_days(10), now).verdict, Verdict::Warning);
-        assert_eq!(judge_token(&in_days(10), now).facts["expires_in_days"], 10.0);
+        assert_eq!(
+            judge_token(&in_days(10), now).facts["expires_in_days"],
+            10.0
+        );
         assert_eq!(judge_token(&in_days(15), now).verdict, Verdict::Ok);
         assert_eq!(judge_token(&in_days(-1), now).verdict, Verdict::Failed);
     }

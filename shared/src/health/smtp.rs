@@ -18,7 +18,8 @@ pub struct SmtpProbeConfig {
 
 /// One probe per relay of the `smtp` secret, the primary first.
 pub async fn probe(secret: &SmtpSecret, config: &SmtpProbeConfig, now: Timestamp) -> Vec<Probe> {
-    let ids = std::iter::once(PRIMARY_RELAY.to_owned()).chain(secret.relays.iter().map(|r| r.id.clone()));
+    let ids =
+        std::iter::once(PRIMARY_RELAY.to_owned()).chain(secret.relays.iter().map(|r| r.id.clone()));
     let mut found = Vec::new();
     for id in ids {
         let integration = format!("smtp:{id}");
@@ -41,8 +42,14 @@ async fn relay_probe(
     let mailer = match SmtpMailer::new(relay, &config.settings, config.options.clone()) {
         Ok(m) => m,
         Err(e) => {
-            return Probe::new(integration, integration, Verdict::Failed, e.to_string(), now)
-                .fact("server", at);
+            return Probe::new(
+                integration,
+                integration,
+                Verdict::Failed,
+                e.to_string(),
+                now,
+            )
+            .fact("server", at);
         }
     };
     let security = match mailer.security() {

@@ -87,8 +87,10 @@ pub async fn process_batch(ctx: &InboundContext, events: &[QueuedEvent]) -> Vec<
     process_concurrently(events, CONCURRENCY, |event| {
         let span = tracing::info_span!(
             "inbound",
-            message_id = %event.message_id,
+            queue_message_id = %event.message_id,
             correlation_id = event.correlation_id.as_deref().unwrap_or(""),
+            wamid = tracing::field::Empty,
+            message_id = tracing::field::Empty,
         );
         process(ctx, &event.body).instrument(span)
     })
@@ -268,6 +270,7 @@ async fn apply_status(
     update: &StatusUpdate,
     now: Timestamp,
 ) -> Result<Outcome, ProcessError> {
+    tracing::Span::current().record("wamid", update.wamid.as_str());
     let Some(record) = find_record(ctx.store.as_ref(), update).await? else {
         let orphan = KeptRecord {
             kind: KeptKind::OrphanStatus,
@@ -284,6 +287,7 @@ async fn apply_status(
             InsertOutcome::Duplicate => Outcome::Duplicate,
         });
     };
+    tracing::Span::current().record("message_id", record.id.as_str());
     let (record, change) = apply_updates(
         ctx.store.as_ref(),
         record,

@@ -60,6 +60,17 @@ pub enum Prepared {
 
 /// Handles any request routed to [`PATH`].
 pub async fn handle(ctx: &IntakeContext, req: ApiRequest) -> ApiResponse {
+    let span = tracing::info_span!(
+        "request",
+        request_id = crate::http::request_id(req.headers()),
+        method = %req.method(),
+        route = PATH,
+        correlation_id = crate::http::correlation_id(req.headers()).unwrap_or_default(),
+    );
+    tracing::Instrument::instrument(handle_in_span(ctx, req), span).await
+}
+
+async fn handle_in_span(ctx: &IntakeContext, req: ApiRequest) -> ApiResponse {
     let result = match *req.method() {
         Method::GET => handshake(ctx, &req).await,
         Method::POST => {

@@ -121,10 +121,18 @@ fn describe() {
     describe_counter!(CIRCUITS, Unit::Count, "circuit breaker transitions");
     describe_counter!(WEBHOOKS_RECEIVED, Unit::Count, "webhooks taken");
     describe_counter!(WEBHOOKS_REJECTED, Unit::Count, "webhooks refused by reason");
-    describe_gauge!(OLDEST_PENDING, Unit::Seconds, "age of the oldest outbound message");
+    describe_gauge!(
+        OLDEST_PENDING,
+        Unit::Seconds,
+        "age of the oldest outbound message"
+    );
     describe_gauge!(QUOTA_USED, Unit::Percent, "messaging-limit quota used");
     describe_gauge!(TOKEN_DAYS_LEFT, "days until the access token expires");
-    describe_gauge!(ENDPOINTS_DISABLED, Unit::Count, "callback endpoints disabled");
+    describe_gauge!(
+        ENDPOINTS_DISABLED,
+        Unit::Count,
+        "callback endpoints disabled"
+    );
     describe_gauge!(ALERTS, Unit::Count, "alerts raised by name");
 }
 

@@ -1,7 +1,9 @@
-//! Logging set-up shared by every binary: JSON lines on Lambda (and whenever
-//! `CARTEIRO_LOG_FORMAT=json`), human-readable text locally. The level comes from
-//! `AWS_LAMBDA_LOG_LEVEL`, then `RUST_LOG`, else `info`.
+//! Logging set-up shared by every binary: JSON lines on Lambda (and with the local runtime's
+//! `--log-json`), human-readable text locally; email addresses and phone numbers masked on
+//! every line ([`mask`]). The level comes from `AWS_LAMBDA_LOG_LEVEL`, then `RUST_LOG`, else
+//! `info`.
 
+pub mod mask;
 pub mod metrics;
 
 use tracing_subscriber::EnvFilter;
@@ -20,11 +22,16 @@ pub fn init_logging(format: LogFormat) {
         .map(|l| EnvFilter::new(l.to_lowercase()))
         .or_else(|| EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(mask::MaskedWriter(std::io::stdout));
     let _ = match format {
+        // Every span's fields on every line ("spans": request, message, wamid, API key and
+        // correlation ids), so one message's lines are found by its id alone.
         LogFormat::Json => builder
             .json()
             .with_current_span(false)
+            .with_span_list(true)
             .without_time() // CloudWatch stamps every line
             .with_target(false)
             .try_init(),

@@ -82,7 +82,15 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// Handles any request under [`MESSAGES_PATH`].
 pub async fn handle(ctx: &SendApiContext, req: ApiRequest) -> ApiResponse {
-    route(ctx, req)
+    let span = tracing::info_span!(
+        "request",
+        request_id = http::request_id(req.headers()),
+        method = %req.method(),
+        route = http::route_of(req.uri().path()),
+        correlation_id = http::correlation_id(req.headers()).unwrap_or_default(),
+        api_key_id = tracing::field::Empty,
+    );
+    tracing::Instrument::instrument(route(ctx, req), span)
         .await
         .unwrap_or_else(ApiError::into_response)
 }
@@ -351,7 +359,11 @@ async fn authenticated_key(
             owner = Some(key.clone());
         }
     }
-    owner.ok_or_else(|| ApiError::unauthorized("invalid_api_key", "the API key is not valid"))
+    let key = owner
+        .ok_or_else(|| ApiError::unauthorized("invalid_api_key", "the API key is not valid"))?;
+    // The request span's (see `handle`): every later line of the request names the key's owner.
+    tracing::Span::current().record("api_key_id", key.id.as_str());
+    Ok(key)
 }
 
 /// The answer to an accepted POST, returned again for a repeated Idempotency-Key.
@@ -380,16 +392,13 @@ fn validation_error(e: ValidationError) -> ApiError {
     }
 }
 
-#[tracing::instrument(skip_all, fields(correlation_id = tracing::field::Empty, id = tracing::field::Empty))]
+#[tracing::instrument(skip_all, fields(message_id = tracing::field::Empty))]
 async fn accept(
     ctx: &SendApiContext,
     req: &ApiRequest,
     owner: &str,
 ) -> Result<ApiResponse, ApiError> {
     let correlation_id = http::correlation_id(req.headers());
-    if let Some(c) = &correlation_id {
-        tracing::Span::current().record("correlation_id", c.as_str());
-    }
     let limit = ctx.settings.max_body_bytes;
     if req.body().len() > limit {
         return Err(ApiError::payload_too_large(limit));
@@ -517,7 +526,7 @@ async fn accept(
     }
     record.retry = request.retry;
     record.correlation_id.clone_from(&correlation_id);
-    tracing::Span::current().record("id", id.as_str());
+    tracing::Span::current().record("message_id", id.as_str());
     if let Some(s) = &suppressed {
         record.refuse(crate::suppression::refusal(s), now);
         warnings.push(crate::suppression::CODE);

@@ -34,7 +34,11 @@ pub async fn show(ctx: &SendApiContext) -> Result<ApiResponse, ApiError> {
 /// `GET /status`.
 pub async fn page(ctx: &SendApiContext) -> Result<ApiResponse, ApiError> {
     let html = crate::status::page::render(&report(ctx).await?);
-    let mut res = http::response(StatusCode::OK, "text/html; charset=utf-8", Bytes::from(html));
+    let mut res = http::response(
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        Bytes::from(html),
+    );
     res.headers_mut().insert(
         ::http::header::CACHE_CONTROL,
         ::http::HeaderValue::from_static("no-store"),

@@ -58,7 +58,11 @@ impl Alert {
 }
 
 /// The alerts the figures raise now.
-pub fn raised(s: &StatusSettings, integrations: &[Integration], queues: &[QueueView]) -> Vec<Alert> {
+pub fn raised(
+    s: &StatusSettings,
+    integrations: &[Integration],
+    queues: &[QueueView],
+) -> Vec<Alert> {
     let mut out = Vec::new();
     for i in integrations {
         if i.circuit == Phase::Open {
@@ -119,14 +123,14 @@ pub fn raised(s: &StatusSettings, integrations: &[Integration], queues: &[QueueV
                     "token_expiring",
                     false,
                     &i.name,
-                    format!("the WhatsApp access token {}", p.detail.trim_start_matches("valid, but ")),
+                    format!(
+                        "the WhatsApp access token {}",
+                        p.detail.trim_start_matches("valid, but ")
+                    ),
                 )),
-                Verdict::Failed => out.push(Alert::new(
-                    "token_invalid",
-                    true,
-                    &i.name,
-                    p.detail.clone(),
-                )),
+                Verdict::Failed => {
+                    out.push(Alert::new("token_invalid", true, &i.name, p.detail.clone()))
+                }
                 Verdict::Ok => {}
             }
         }
@@ -171,7 +175,8 @@ pub async fn note_transitions(
     now_raised: &[Alert],
     now: Timestamp,
 ) -> Result<(), UpdateError> {
-    let current: BTreeMap<String, Alert> = now_raised.iter().map(|a| (a.key(), a.clone())).collect();
+    let current: BTreeMap<String, Alert> =
+        now_raised.iter().map(|a| (a.key(), a.clone())).collect();
     let (raised, cleared) = update_limit(
         limits,
         ALERTS_KEY,

@@ -17,7 +17,8 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 /// Upper bounds (ms) of the latency histogram's buckets; one more bucket takes the rest.
-pub const LATENCY_BOUNDS_MS: [u64; 11] = [5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000];
+pub const LATENCY_BOUNDS_MS: [u64; 11] =
+    [5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000];
 
 /// Documents an hour's counts are spread over.
 pub const SHARDS: u32 = 4;
@@ -100,9 +101,12 @@ impl Tally {
         for (i, n) in self.latency.iter().enumerate() {
             seen += n;
             if seen >= rank {
-                return Some(LATENCY_BOUNDS_MS.get(i).copied().unwrap_or(
-                    LATENCY_BOUNDS_MS[LATENCY_BOUNDS_MS.len() - 1] * 2,
-                ));
+                return Some(
+                    LATENCY_BOUNDS_MS
+                        .get(i)
+                        .copied()
+                        .unwrap_or(LATENCY_BOUNDS_MS[LATENCY_BOUNDS_MS.len() - 1] * 2),
+                );
             }
         }
         None
@@ -155,7 +159,10 @@ impl CallLedger {
 
     /// Whether `every` has passed since the last flush (true the first time).
     pub fn due(&self, every: Duration) -> bool {
-        let last = self.last_flush.lock().unwrap_or_else(PoisonError::into_inner);
+        let last = self
+            .last_flush
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         last.is_none_or(|t| t.elapsed() >= every)
     }
 }

@@ -65,13 +65,18 @@ pub async fn record_probes(
     found: &[Probe],
     now: Timestamp,
 ) -> Result<(), UpdateError> {
-    update_limit(limits, PROBES_KEY, now, |doc: &mut BTreeMap<String, Probe>| {
-        doc.retain(|_, p| now.as_millis() - p.at.as_millis() < 86_400_000);
-        for p in found {
-            doc.insert(p.part.clone(), p.clone());
-        }
-        (Change::Write(()), now.plus(PROBES_KEPT))
-    })
+    update_limit(
+        limits,
+        PROBES_KEY,
+        now,
+        |doc: &mut BTreeMap<String, Probe>| {
+            doc.retain(|_, p| now.as_millis() - p.at.as_millis() < 86_400_000);
+            for p in found {
+                doc.insert(p.part.clone(), p.clone());
+            }
+            (Change::Write(()), now.plus(PROBES_KEPT))
+        },
+    )
     .await
 }
 

@@ -227,9 +227,11 @@ pub async fn build(ctx: &StatusContext, now: Timestamp) -> Result<StatusReport, 
     for name in names {
         let window = windows.get(&name).cloned().unwrap_or_default();
         let circuit = match limits.get_limit(&format!("breaker:{name}")).await? {
-            Some(doc) => serde_json::from_value::<BreakerState>(doc.body)
-                .unwrap_or_default()
-                .phase,
+            Some(doc) => {
+                serde_json::from_value::<BreakerState>(doc.body)
+                    .unwrap_or_default()
+                    .phase
+            }
             None => Phase::Closed,
         };
         let mine: Vec<Probe> = probes
@@ -343,7 +345,10 @@ fn judge(
     if let Some(p) = quota.as_ref().and_then(|q| q.used_percent)
         && p >= s.quota_levels.0 * 100.0
     {
-        findings.push((Health::Degraded, format!("{p:.1} % of the messaging tier used")));
+        findings.push((
+            Health::Degraded,
+            format!("{p:.1} % of the messaging tier used"),
+        ));
     }
     let known = !probes.is_empty() || last_1h.calls > 0 || mode != "live";
     let (state, reason) = match findings.iter().max_by_key(|(h, _)| *h) {
