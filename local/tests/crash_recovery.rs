@@ -26,6 +26,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -411,7 +413,7 @@ impl FaultySmtp {
             .args(clean.then_some("--clean"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(support::suite_log("crash-recovery-smtp").0)
             .spawn()
             .unwrap();
         let mut line = String::new();
@@ -465,6 +467,8 @@ struct Gateway {
     secrets: PathBuf,
     child: Option<Child>,
     starts: u32,
+    /// Each start's output, in the suite's log directory.
+    logs: Vec<PathBuf>,
 }
 
 impl Gateway {
@@ -494,13 +498,14 @@ impl Gateway {
             secrets,
             child: None,
             starts: 0,
+            logs: Vec::new(),
         }
     }
 
     async fn start(&mut self, http: &reqwest::Client) {
         self.starts += 1;
-        let log =
-            std::fs::File::create(self.dir.join(format!("gateway-{}.log", self.starts))).unwrap();
+        let (log, path) = support::suite_log(&format!("crash-recovery-{}", self.starts));
+        self.logs.push(path);
         let child = Command::new(env!("CARGO_BIN_EXE_carteiro"))
             .arg("--listen")
             .arg(self.addr.to_string())
@@ -568,11 +573,9 @@ impl Gateway {
     }
 
     fn logs(&self) -> String {
-        (1..=self.starts)
-            .map(|n| {
-                std::fs::read_to_string(self.dir.join(format!("gateway-{n}.log")))
-                    .unwrap_or_default()
-            })
+        self.logs
+            .iter()
+            .map(|path| std::fs::read_to_string(path).unwrap_or_default())
             .collect::<Vec<_>>()
             .join("\n---- restart ----\n")
     }

@@ -93,8 +93,8 @@ async fn a_dispatch_run_shows_the_same_counts_as_emf_lines_and_on_the_prometheus
     });
     std::fs::write(&secrets, doc.to_string()).unwrap();
     let addr = free_addr();
-    let out_path = dir.path().join("stdout.log");
-    let out = std::fs::File::create(&out_path).unwrap();
+    let (out, out_path) = support::suite_log("metrics");
+    let (err, _) = support::suite_log("metrics-stderr");
     let _gateway = Gateway(
         Command::new(env!("CARGO_BIN_EXE_carteiro"))
             .args(["--listen", &addr, "--secrets-file"])
@@ -105,7 +105,7 @@ async fn a_dispatch_run_shows_the_same_counts_as_emf_lines_and_on_the_prometheus
             .env("CARTEIRO_METRICS_EMF", "1")
             .stdin(Stdio::null())
             .stdout(out)
-            .stderr(Stdio::null())
+            .stderr(err)
             .spawn()
             .unwrap(),
     );

@@ -70,7 +70,7 @@ async fn a_sent_text_and_a_simulated_reply_come_back_as_signed_callbacks() {
     });
     std::fs::write(&secrets, doc.to_string()).unwrap();
     let addr = free_addr();
-    let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
+    let (log, log_path) = support::suite_log("sandbox-answers");
     let _gateway = Gateway(
         Command::new(env!("CARGO_BIN_EXE_carteiro"))
             .args(["--listen", &addr, "--secrets-file"])
@@ -86,7 +86,7 @@ async fn a_sent_text_and_a_simulated_reply_come_back_as_signed_callbacks() {
     );
     let http = reqwest::Client::new();
     wait_until_up(&http, &addr).await;
-    let stdout = std::fs::read_to_string(dir.path().join("gateway.log")).unwrap();
+    let stdout = std::fs::read_to_string(&log_path).unwrap();
     assert!(
         stdout.contains("development allowlist"),
         "the start-up banner does not say so: {stdout}"

@@ -37,8 +37,8 @@ fn start(whatsapp: Value) -> Running {
     });
     std::fs::write(&secrets, doc.to_string()).unwrap();
     let addr = free_addr();
-    let log = dir.path().join("stdout.log");
-    let out = std::fs::File::create(&log).unwrap();
+    let (out, log) = support::suite_log("status");
+    let (err, _) = support::suite_log("status-stderr");
     let gateway = Gateway(
         Command::new(env!("CARGO_BIN_EXE_carteiro"))
             .args(["--listen", &addr, "--log-json", "--secrets-file"])
@@ -51,7 +51,7 @@ fn start(whatsapp: Value) -> Running {
             .env("CARTEIRO_RETRY_SCHEDULE", "0s")
             .stdin(Stdio::null())
             .stdout(out)
-            .stderr(Stdio::null())
+            .stderr(err)
             .spawn()
             .unwrap(),
     );

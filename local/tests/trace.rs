@@ -58,7 +58,8 @@ async fn a_failed_message_is_traced_from_its_id_to_the_provider_code_in_the_logs
     )
     .unwrap();
     let addr = free_addr();
-    let log = dir.path().join("stdout.log");
+    let (out, log) = support::suite_log("trace");
+    let (err, _) = support::suite_log("trace-stderr");
     let _gateway = Gateway(
         Command::new(env!("CARGO_BIN_EXE_carteiro"))
             .args(["--listen", &addr, "--log-json", "--secrets-file"])
@@ -68,8 +69,8 @@ async fn a_failed_message_is_traced_from_its_id_to_the_provider_code_in_the_logs
             .env("RUST_LOG", "info")
             .env("CARTEIRO_PROBE_INTERVAL", "0s")
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::null())
+            .stdout(out)
+            .stderr(err)
             .spawn()
             .unwrap(),
     );

@@ -136,6 +136,7 @@ fn dispatch_ctx(
     timeout: Duration,
     unknown_wait: Duration,
 ) -> DispatchContext {
+    carteiro_e2e::logs::capture();
     let mut whatsapp = whatsapp_secret_json();
     whatsapp["access_token"] = json!(ACCESS_TOKEN);
     whatsapp["phone_number_id"] = json!(PHONE_NUMBER_ID);

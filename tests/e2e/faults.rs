@@ -137,6 +137,7 @@ impl DeliveryStore for FlakyStore {
 }
 
 fn dispatch_ctx(store: Arc<dyn DeliveryStore>, outbound: Arc<dyn Queue>) -> DispatchContext {
+    carteiro_e2e::logs::capture();
     let secrets = Secrets::new(Arc::new(FileSecretSource::from_json(
         serde_json::json!({ "whatsapp": whatsapp_secret_json() }),
     )));

@@ -64,6 +64,7 @@ impl Respond for FlakyGraph {
 
 #[tokio::test]
 async fn n_unique_messages_in_n_unique_acceptances_out_despite_provider_faults() {
+    carteiro_e2e::logs::capture();
     let graph = MockServer::start().await;
     let flaky = FlakyGraph::default();
     Mock::given(wiremock::matchers::method("POST"))

@@ -8,6 +8,7 @@
 pub mod apigw;
 pub mod conformance;
 pub mod local;
+pub mod logs;
 pub mod moto;
 pub mod smtp;
 pub mod webhooks;

@@ -170,6 +170,7 @@ pub async fn spawn_app_configured(
     secrets: serde_json::Value,
     adjust: impl FnOnce(&mut Config),
 ) -> TestApp {
+    crate::logs::capture();
     let data_dir = tempfile::tempdir().unwrap();
     let secrets_file = data_dir.path().join("secrets.json");
     std::fs::write(&secrets_file, secrets.to_string()).unwrap();

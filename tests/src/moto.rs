@@ -65,6 +65,7 @@ static MOTO: OnceLock<Result<Moto, String>> = OnceLock::new();
 /// The process-wide moto server, started on first use. Panics with the reason (and moto's
 /// output) if it cannot be started.
 pub fn moto() -> &'static Moto {
+    crate::logs::capture();
     match MOTO.get_or_init(start) {
         Ok(m) => m,
         Err(reason) => panic!("{reason}"),

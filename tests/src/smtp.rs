@@ -30,6 +30,7 @@ impl SmtpServer {
 
     /// A server that answers `reply` to `verb` (`RCPT`, `MAIL`, `DATA`) for `address`.
     pub fn start_failing(failures: &[(&str, &str, &str)]) -> Self {
+        crate::logs::capture();
         let dir = tempfile::tempdir().unwrap();
         let script =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tests/it/smtp_server.py");

@@ -100,3 +100,22 @@ impl SmtpServer {
             .count()
     }
 }
+
+/// A file for a child process's output in the suite's log directory (`CARTEIRO_TEST_LOG_DIR`,
+/// set by scripts/test; the system temp directory otherwise), so the log scan after the suite
+/// reads every line the gateways wrote. `name` says which test it is.
+#[allow(dead_code)]
+pub fn suite_log(name: &str) -> (std::fs::File, std::path::PathBuf) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::var_os("CARTEIRO_TEST_LOG_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("carteiro-test-logs"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!(
+        "local-{name}-{}-{}.log",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    (std::fs::File::create(&path).unwrap(), path)
+}

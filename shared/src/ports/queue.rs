@@ -96,6 +96,9 @@ pub trait Queue: Send + Sync + std::fmt::Debug {
     async fn depth(&self) -> Result<QueueDepth, QueueError>;
 }
 
+/// Queues by name (the dead-letter queues a status report counts).
+pub type NamedQueues = Vec<(String, std::sync::Arc<dyn Queue>)>;
+
 /// A queue's size, as [`Queue::depth`] reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct QueueDepth {

@@ -42,7 +42,7 @@ pub struct StatusContext {
     pub secrets: Secrets,
     pub outbound: Arc<dyn Queue>,
     /// The dead-letter queues, by name (`outbound-dlq`, `inbound-dlq`).
-    pub dead_letters: Vec<(String, Arc<dyn Queue>)>,
+    pub dead_letters: crate::ports::queue::NamedQueues,
     pub settings: StatusSettings,
     /// The messaging-limit tier until a webhook states one.
     pub messaging_limit: Option<MessagingLimit>,

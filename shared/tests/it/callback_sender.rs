@@ -20,6 +20,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 async fn attempt(url: &str, allow_loopback_http: bool) -> SendOutcome {
+    crate::logs();
     let secrets = Secrets::new(Arc::new(FileSecretSource::from_json(json!({
         "callbacks": { "endpoints": [ { "id": "app", "url": url, "secret": SECRET } ] }
     }))));

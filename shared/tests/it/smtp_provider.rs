@@ -302,6 +302,7 @@ fn settings() -> SmtpSettings {
 }
 
 fn mailer(secret: &SmtpSecret, options: MailerOptions) -> SmtpMailer {
+    crate::logs();
     SmtpMailer::new(secret, &settings(), options).unwrap()
 }
 

@@ -18,8 +18,8 @@ use carteiro_shared::secrets::{Secrets, WhatsAppSecret};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -46,6 +46,7 @@ fn secret_with(doc: Value) -> WhatsAppSecret {
 }
 
 fn client() -> GraphClient {
+    crate::logs();
     GraphClient::new(&GraphSettings::default()).unwrap()
 }
 
@@ -1031,41 +1032,9 @@ async fn ok_without_a_message_id_is_not_retried() {
 // Logging: Meta's headers at debug, never the token.
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// One global subscriber for the whole test binary, capturing everything at TRACE. A scoped
-/// (`set_default`) subscriber is flaky here: other tests' threads race on tracing's global
-/// callsite-interest cache and can leave the provider's callsites disabled.
-fn captured_logs() -> &'static Captured {
-    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
-    CAPTURED.get_or_init(|| {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber)
-            .expect("no other global subscriber in this test binary");
-        captured
-    })
-}
-
 #[tokio::test]
 async fn meta_headers_are_logged_at_debug_and_the_token_never_is() {
-    let captured = captured_logs();
+    let captured = crate::logs();
 
     let server = MockServer::start().await;
     Mock::given(method("POST"))

@@ -89,8 +89,8 @@ impl SqsQueue {
     pub fn dead_letters_from_env(
         sdk: &aws_config::SdkConfig,
         env: crate::config::Env<'_>,
-    ) -> Result<Vec<(String, std::sync::Arc<dyn Queue>)>, crate::config::ConfigError> {
-        let mut queues: Vec<(String, std::sync::Arc<dyn Queue>)> = Vec::new();
+    ) -> Result<crate::ports::queue::NamedQueues, crate::config::ConfigError> {
+        let mut queues: crate::ports::queue::NamedQueues = Vec::new();
         for (name, var) in [
             ("outbound-dlq", "CARTEIRO_OUTBOUND_DLQ_URL"),
             ("inbound-dlq", "CARTEIRO_INBOUND_DLQ_URL"),
