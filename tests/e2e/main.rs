@@ -7,6 +7,7 @@ mod callbacks_local;
 mod config_contract;
 mod conformance_aws;
 mod conformance_embedded;
+mod cost;
 mod engine;
 mod fallbacks;
 mod faults;

@@ -7,6 +7,8 @@
 
 pub mod apigw;
 pub mod conformance;
+pub mod cost;
+pub mod counting;
 pub mod local;
 pub mod logs;
 pub mod moto;

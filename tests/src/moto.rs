@@ -222,6 +222,17 @@ impl Moto {
             .await
     }
 
+    /// Like [`Self::sdk_config`], with every service's endpoint at `endpoint` instead (a proxy
+    /// in front of this server).
+    pub async fn sdk_config_via(&self, endpoint: &str) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .test_credentials()
+            .region(Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .load()
+            .await
+    }
+
     pub async fn sqs(&self) -> aws_sdk_sqs::Client {
         aws_sdk_sqs::Client::new(&self.sdk_config().await)
     }

@@ -2,6 +2,7 @@
 //! partial batch failures (infrastructure faults only; provider failures become state).
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use carteiro_shared::adapters::aws::SdkConfig;
 use carteiro_shared::adapters::aws::{
     DynamoLimits, DynamoStore, DynamoSuppressions, SecretIds, SecretsManagerSource, SqsQueue,
 };
@@ -22,20 +23,25 @@ use std::sync::Arc;
 
 /// Builds the dispatcher's context from the environment template.yaml sets.
 pub async fn context_from_env(env: Env<'_>) -> Result<DispatchContext, ConfigError> {
-    let sdk = carteiro_shared::adapters::aws::load_sdk_config().await;
+    context(
+        &carteiro_shared::adapters::aws::load_sdk_config().await,
+        env,
+    )
+    .await
+}
+
+/// The context over the AWS services `sdk` reaches (tests point it at an emulator).
+pub async fn context(sdk: &SdkConfig, env: Env<'_>) -> Result<DispatchContext, ConfigError> {
     let secret_ids = SecretIds {
         whatsapp: env.optional("CARTEIRO_WHATSAPP_SECRET_ID"),
         smtp: env.optional("CARTEIRO_SMTP_SECRET_ID"),
         callbacks: env.optional("CARTEIRO_CALLBACKS_SECRET_ID"),
         ..SecretIds::default()
     };
-    let secrets = SecretsManagerSource::secrets_from_env(&sdk, env, secret_ids).await?;
-    let store: Arc<dyn DeliveryStore> = Arc::new(DynamoStore::from_env(&sdk, env)?);
-    let outbound: Arc<dyn Queue> = Arc::new(SqsQueue::from_env(
-        &sdk,
-        env,
-        "CARTEIRO_OUTBOUND_QUEUE_URL",
-    )?);
+    let secrets = SecretsManagerSource::secrets_from_env(sdk, env, secret_ids).await?;
+    let store: Arc<dyn DeliveryStore> = Arc::new(DynamoStore::from_env(sdk, env)?);
+    let outbound: Arc<dyn Queue> =
+        Arc::new(SqsQueue::from_env(sdk, env, "CARTEIRO_OUTBOUND_QUEUE_URL")?);
     let callbacks = CallbackSettings::from_env(env)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let sender = CallbackSender::new(
@@ -72,10 +78,10 @@ pub async fn context_from_env(env: Env<'_>) -> Result<DispatchContext, ConfigErr
         clock,
         settings: DispatchSettings::from_env(env)?,
         events: Some(events),
-        limits: Some(Arc::new(DynamoLimits::from_env(&sdk, env)?)),
+        limits: Some(Arc::new(DynamoLimits::from_env(sdk, env)?)),
         sender_gate: Default::default(),
         calls: Default::default(),
-        suppressions: Some(Arc::new(DynamoSuppressions::from_env(&sdk, env)?)),
+        suppressions: Some(Arc::new(DynamoSuppressions::from_env(sdk, env)?)),
     })
 }
 

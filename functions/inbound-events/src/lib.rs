@@ -2,6 +2,7 @@
 //! partial batch failures so only the failed events are redelivered.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use carteiro_shared::adapters::aws::SdkConfig;
 use carteiro_shared::adapters::aws::{
     DynamoLimits, DynamoStore, DynamoSuppressions, SecretIds, SecretsManagerSource, SqsQueue,
 };
@@ -15,9 +16,17 @@ use std::sync::Arc;
 
 /// Builds the consumer's context from the environment template.yaml sets.
 pub async fn context_from_env(env: Env<'_>) -> Result<InboundContext, ConfigError> {
-    let sdk = carteiro_shared::adapters::aws::load_sdk_config().await;
+    context(
+        &carteiro_shared::adapters::aws::load_sdk_config().await,
+        env,
+    )
+    .await
+}
+
+/// The context over the AWS services `sdk` reaches (tests point it at an emulator).
+pub async fn context(sdk: &SdkConfig, env: Env<'_>) -> Result<InboundContext, ConfigError> {
     let store: Arc<dyn carteiro_shared::ports::DeliveryStore> =
-        Arc::new(DynamoStore::from_env(&sdk, env)?);
+        Arc::new(DynamoStore::from_env(sdk, env)?);
     // Without a callbacks secret there is no endpoint to publish to.
     let events = match env.optional("CARTEIRO_CALLBACKS_SECRET_ID") {
         None => None,
@@ -28,12 +37,8 @@ pub async fn context_from_env(env: Env<'_>) -> Result<InboundContext, ConfigErro
             };
             Some(EventPublisher {
                 store: store.clone(),
-                outbound: Arc::new(SqsQueue::from_env(
-                    &sdk,
-                    env,
-                    "CARTEIRO_OUTBOUND_QUEUE_URL",
-                )?),
-                secrets: SecretsManagerSource::secrets_from_env(&sdk, env, ids).await?,
+                outbound: Arc::new(SqsQueue::from_env(sdk, env, "CARTEIRO_OUTBOUND_QUEUE_URL")?),
+                secrets: SecretsManagerSource::secrets_from_env(sdk, env, ids).await?,
                 settings: CallbackSettings::from_env(env)?,
             })
         }
@@ -44,12 +49,12 @@ pub async fn context_from_env(env: Env<'_>) -> Result<InboundContext, ConfigErro
         settings: InboundSettings::from_env(env)?,
         events,
         outbound: Some(Arc::new(SqsQueue::from_env(
-            &sdk,
+            sdk,
             env,
             "CARTEIRO_OUTBOUND_QUEUE_URL",
         )?)),
-        limits: Some(Arc::new(DynamoLimits::from_env(&sdk, env)?)),
-        suppressions: Some(Arc::new(DynamoSuppressions::from_env(&sdk, env)?)),
+        limits: Some(Arc::new(DynamoLimits::from_env(sdk, env)?)),
+        suppressions: Some(Arc::new(DynamoSuppressions::from_env(sdk, env)?)),
     })
 }
 

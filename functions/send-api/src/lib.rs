@@ -1,5 +1,6 @@
 //! The send-api Lambda: API Gateway (HTTP API, payload v2) → [`carteiro_shared::send_api`].
 
+use carteiro_shared::adapters::aws::SdkConfig;
 use carteiro_shared::adapters::aws::{
     DynamoLimits, DynamoStore, DynamoSuppressions, SecretIds, SecretsManagerSource, SqsQueue,
 };
@@ -16,26 +17,31 @@ use std::sync::Arc;
 
 /// Builds the handler's context from the environment template.yaml sets.
 pub async fn context_from_env(env: Env<'_>) -> Result<SendApiContext, ConfigError> {
-    let sdk = carteiro_shared::adapters::aws::load_sdk_config().await;
+    context(
+        &carteiro_shared::adapters::aws::load_sdk_config().await,
+        env,
+    )
+    .await
+}
+
+/// The context over the AWS services `sdk` reaches (tests point it at an emulator).
+pub async fn context(sdk: &SdkConfig, env: Env<'_>) -> Result<SendApiContext, ConfigError> {
     let secret_ids = SecretIds {
         api_keys: Some(env.required("CARTEIRO_API_KEYS_SECRET_ID")?),
         callbacks: env.optional("CARTEIRO_CALLBACKS_SECRET_ID"),
         ..SecretIds::default()
     };
-    let secrets = SecretsManagerSource::secrets_from_env(&sdk, env, secret_ids).await?;
-    let store: Arc<dyn DeliveryStore> = Arc::new(DynamoStore::from_env(&sdk, env)?);
-    let outbound: Arc<dyn Queue> = Arc::new(SqsQueue::from_env(
-        &sdk,
-        env,
-        "CARTEIRO_OUTBOUND_QUEUE_URL",
-    )?);
-    let limits: Arc<dyn LimitStore> = Arc::new(DynamoLimits::from_env(&sdk, env)?);
+    let secrets = SecretsManagerSource::secrets_from_env(sdk, env, secret_ids).await?;
+    let store: Arc<dyn DeliveryStore> = Arc::new(DynamoStore::from_env(sdk, env)?);
+    let outbound: Arc<dyn Queue> =
+        Arc::new(SqsQueue::from_env(sdk, env, "CARTEIRO_OUTBOUND_QUEUE_URL")?);
+    let limits: Arc<dyn LimitStore> = Arc::new(DynamoLimits::from_env(sdk, env)?);
     let status = StatusContext {
         limits: limits.clone(),
         store: store.clone(),
         secrets: secrets.clone(),
         outbound: outbound.clone(),
-        dead_letters: SqsQueue::dead_letters_from_env(&sdk, env)?,
+        dead_letters: SqsQueue::dead_letters_from_env(sdk, env)?,
         settings: StatusSettings::from_env(env)?,
         messaging_limit: DispatchSettings::from_env(env)?.messaging_limit,
         modes: Default::default(),
@@ -48,7 +54,7 @@ pub async fn context_from_env(env: Env<'_>) -> Result<SendApiContext, ConfigErro
         templates: Arc::new(EmailTemplates::embedded()),
         settings: SendApiSettings::from_env(env)?,
         limits: Some(limits),
-        suppressions: Some(Arc::new(DynamoSuppressions::from_env(&sdk, env)?)),
+        suppressions: Some(Arc::new(DynamoSuppressions::from_env(sdk, env)?)),
         status: Some(Arc::new(status)),
     })
 }

@@ -15,6 +15,7 @@ pub mod secrets;
 pub mod sqs;
 pub mod suppressions;
 
+pub use aws_config::SdkConfig;
 pub use dynamodb::DynamoStore;
 pub use limits::DynamoLimits;
 pub use secrets::{SecretIds, SecretsManagerSource};
