@@ -41,7 +41,8 @@ async fn sleep_unless_stopped(d: Duration, shutdown: &mut watch::Receiver<bool>)
     !stopped && !*shutdown.borrow()
 }
 
-/// A probe round at start and then every probe interval (none with `0s`).
+/// A probe round every probe interval (none with `0s`), the first one interval after start,
+/// as on Lambda: a restart does not knock on every endpoint at once.
 pub async fn probe(
     status: Arc<StatusContext>,
     probes: Probes,
@@ -51,13 +52,10 @@ pub async fn probe(
     if interval.is_zero() {
         return;
     }
-    loop {
+    while sleep_unless_stopped(interval, &mut shutdown).await {
         let now = carteiro_shared::domain::time::Timestamp::now();
         if let Err(e) = carteiro_shared::status::probe_round(&status, &probes, now).await {
             tracing::error!(error = %e, "probe round failed; trying again next interval");
-        }
-        if !sleep_unless_stopped(interval, &mut shutdown).await {
-            return;
         }
     }
 }

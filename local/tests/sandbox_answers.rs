@@ -22,6 +22,8 @@ async fn callbacks(receiver: &MockServer) -> Vec<(Value, wiremock::Request)> {
         .await
         .unwrap_or_default()
         .into_iter()
+        // Callbacks only: the sweeper's probe of the endpoint is a HEAD.
+        .filter(|r| r.method.as_str() == "POST")
         .map(|r| (serde_json::from_slice(&r.body).unwrap(), r))
         .collect()
 }
