@@ -61,7 +61,7 @@ fn round(n: f64) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_per_message_are_the_ones_docs_cost_md_prices() {
-    let measured = carteiro_e2e::cost::run(MESSAGES).await;
+    let measured = carteiro_e2e::cost::run(MESSAGES, 1).await;
     let per_message: Figures = measured
         .per_message()
         .into_iter()

@@ -28,5 +28,6 @@ mod send_limits;
 mod send_local;
 mod send_rate_limit;
 mod service_window;
+mod status_aws;
 mod status_ordering;
 mod suppressions;

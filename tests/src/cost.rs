@@ -84,9 +84,15 @@ impl Measured {
 
     /// The median wall time of one invocation of `function`.
     pub fn median(&self, function: &str) -> Option<Duration> {
+        self.quantile(function, 0.5)
+    }
+
+    /// The wall time under which `q` of `function`'s invocations took.
+    pub fn quantile(&self, function: &str, q: f64) -> Option<Duration> {
         let mut d = self.durations.get(function)?.clone();
         d.sort();
-        d.get(d.len() / 2).copied()
+        let i = ((d.len() as f64 * q).ceil() as usize).clamp(1, d.len().max(1)) - 1;
+        d.get(i).copied()
     }
 }
 
@@ -107,7 +113,7 @@ struct Stack {
     _smtp: SmtpServer,
 }
 
-async fn stack() -> Stack {
+async fn stack(dispatch_concurrency: usize) -> Stack {
     let moto = moto();
     let proxy = CountingProxy::start(&moto.endpoint).await;
     let counted = moto.sdk_config_via(&proxy.endpoint).await;
@@ -126,10 +132,10 @@ async fn stack() -> Stack {
         // Steady state under the number's limit: a worker that waits for a token asks its
         // breaker again, a cost of the limit, not of the message.
         ("CARTEIRO_WHATSAPP_MPS", "200".to_owned()),
-        // One send at a time: workers queueing for the sender's bucket re-ask their breaker
-        // after 20 ms and retry versioned writes, a count that depends on this machine's
-        // speed; concurrency would only add those.
-        ("CARTEIRO_DISPATCH_CONCURRENCY", "1".to_owned()),
+        // The counts use one send at a time: workers queueing for the sender's bucket re-ask
+        // their breaker after 20 ms and retry versioned writes, a count that depends on the
+        // machine's speed. The durations bench uses the deployed 10.
+        ("CARTEIRO_DISPATCH_CONCURRENCY", dispatch_concurrency.to_string()),
         ("CARTEIRO_TABLE_NAME", moto.create_table().await),
         ("CARTEIRO_OUTBOUND_QUEUE_URL", moto.create_queue("cost-outbound").await),
         ("CARTEIRO_INBOUND_QUEUE_URL", moto.create_queue("cost-inbound").await),
@@ -325,10 +331,11 @@ async fn round(s: &Stack, flow: &'static str, n: usize, m: &mut Measured, from: 
 }
 
 /// Runs `n` WhatsApp messages (each with its three status webhooks) and `n` emails, after one
-/// uncounted warm-up of each, and returns what was measured.
-pub async fn run(n: usize) -> Measured {
+/// uncounted warm-up of each, dispatching `dispatch_concurrency` messages of a batch at once,
+/// and returns what was measured.
+pub async fn run(n: usize, dispatch_concurrency: usize) -> Measured {
     crate::logs::capture();
-    let s = stack().await;
+    let s = stack(dispatch_concurrency).await;
     let mut warm = Measured::default();
     for flow in ["whatsapp", "email"] {
         round(&s, flow, 1, &mut warm, 0).await;

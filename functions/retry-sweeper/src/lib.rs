@@ -3,7 +3,7 @@
 //! tick. When a probe round is due (`CARTEIRO_PROBE_INTERVAL`), it runs one after the sweep.
 
 use carteiro_shared::adapters::aws::{
-    DynamoLimits, DynamoStore, SecretIds, SecretsManagerSource, SqsQueue,
+    DynamoLimits, DynamoStore, SdkConfig, SecretIds, SecretsManagerSource, SqsQueue,
 };
 use carteiro_shared::config::{
     CallbackSettings, ConfigError, DispatchSettings, Env, GraphSettings, SmtpSettings,
@@ -33,13 +33,18 @@ pub struct Sweeper {
 
 /// Builds the sweeper's context from the environment template.yaml sets.
 pub async fn context_from_env(env: Env<'_>) -> Result<Sweeper, ConfigError> {
-    let sdk = carteiro_shared::adapters::aws::load_sdk_config().await;
-    let store: Arc<dyn DeliveryStore> = Arc::new(DynamoStore::from_env(&sdk, env)?);
-    let outbound: Arc<dyn Queue> = Arc::new(SqsQueue::from_env(
-        &sdk,
+    context(
+        &carteiro_shared::adapters::aws::load_sdk_config().await,
         env,
-        "CARTEIRO_OUTBOUND_QUEUE_URL",
-    )?);
+    )
+    .await
+}
+
+/// The context over the AWS services `sdk` reaches (tests point it at an emulator).
+pub async fn context(sdk: &SdkConfig, env: Env<'_>) -> Result<Sweeper, ConfigError> {
+    let store: Arc<dyn DeliveryStore> = Arc::new(DynamoStore::from_env(sdk, env)?);
+    let outbound: Arc<dyn Queue> =
+        Arc::new(SqsQueue::from_env(sdk, env, "CARTEIRO_OUTBOUND_QUEUE_URL")?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let dispatch = DispatchSettings::from_env(env)?;
     let secret_ids = SecretIds {
@@ -48,7 +53,7 @@ pub async fn context_from_env(env: Env<'_>) -> Result<Sweeper, ConfigError> {
         callbacks: env.optional("CARTEIRO_CALLBACKS_SECRET_ID"),
         ..SecretIds::default()
     };
-    let secrets = SecretsManagerSource::secrets_from_env(&sdk, env, secret_ids).await?;
+    let secrets = SecretsManagerSource::secrets_from_env(sdk, env, secret_ids).await?;
     let graph =
         GraphClient::new(&GraphSettings::from_env(env)?).map_err(|e| ConfigError::Invalid {
             var: "CARTEIRO_GRAPH_TIMEOUT_MS",
@@ -66,11 +71,11 @@ pub async fn context_from_env(env: Env<'_>) -> Result<Sweeper, ConfigError> {
     })?;
     Ok(Sweeper {
         status: StatusContext {
-            limits: Arc::new(DynamoLimits::from_env(&sdk, env)?),
+            limits: Arc::new(DynamoLimits::from_env(sdk, env)?),
             store: store.clone(),
             secrets: secrets.clone(),
             outbound: outbound.clone(),
-            dead_letters: SqsQueue::dead_letters_from_env(&sdk, env)?,
+            dead_letters: SqsQueue::dead_letters_from_env(sdk, env)?,
             settings: StatusSettings::from_env(env)?,
             messaging_limit: dispatch.messaging_limit,
             modes: Default::default(),
