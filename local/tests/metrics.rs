@@ -139,23 +139,7 @@ async fn a_dispatch_run_shows_the_same_counts_as_emf_lines_and_on_the_prometheus
 
     // The sandbox reports sent, delivered and read for each.
     for id in &ids {
-        let started = Instant::now();
-        loop {
-            let record: Value = http
-                .get(format!("http://{addr}/v1/messages/{id}"))
-                .bearer_auth(API_KEY)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if record["status"] == "read" {
-                break;
-            }
-            assert!(started.elapsed() < Duration::from_secs(20), "{record}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        support::message_when(&http, &addr, API_KEY, id, "read").await;
     }
 
     // Both outlets, once the EMF lines of everything have been flushed (every second).

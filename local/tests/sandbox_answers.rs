@@ -116,15 +116,7 @@ async fn a_sent_text_and_a_simulated_reply_come_back_as_signed_callbacks() {
         .await;
         wh.verify(&r.body, &r.headers).unwrap();
     }
-    let record: Value = http
-        .get(format!("http://{addr}/v1/messages/{id}"))
-        .bearer_auth(API_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let record = support::message(&http, &addr, API_KEY, &id).await;
     assert_eq!(record["status"], "read", "{record}");
 
     let res = http

@@ -7,7 +7,7 @@ mod support;
 
 use serde_json::{Value, json};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::{Gateway, free_addr, wait_until_up};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -92,23 +92,7 @@ async fn a_failed_message_is_traced_from_its_id_to_the_provider_code_in_the_logs
         .as_str()
         .unwrap()
         .to_owned();
-    let started = Instant::now();
-    loop {
-        let record: Value = http
-            .get(format!("http://{addr}/v1/messages/{id}"))
-            .bearer_auth(API_KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if record["status"] == "failed" {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "{record}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::message_when(&http, &addr, API_KEY, &id, "failed").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     // Only the logs from here on.

@@ -119,3 +119,39 @@ pub fn suite_log(name: &str) -> (std::fs::File, std::path::PathBuf) {
     ));
     (std::fs::File::create(&path).unwrap(), path)
 }
+
+/// `GET /v1/messages/{id}` on the gateway at `addr`, with `key`.
+#[allow(dead_code)]
+pub async fn message(http: &reqwest::Client, addr: &str, key: &str, id: &str) -> serde_json::Value {
+    http.get(format!("http://{addr}/v1/messages/{id}"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The message once its status is `status` (20 s at most).
+#[allow(dead_code)]
+pub async fn message_when(
+    http: &reqwest::Client,
+    addr: &str,
+    key: &str,
+    id: &str,
+    status: &str,
+) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let record = message(http, addr, key, id).await;
+        if record["status"] == status {
+            return record;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "not {status}: {record}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
