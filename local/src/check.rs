@@ -82,6 +82,26 @@ fn row(p: &Probe) -> Row {
     }
 }
 
+/// The deployed secrets `carteiro check --aws` probes: the Secrets Manager ids in
+/// `CARTEIRO_WHATSAPP_SECRET_ID`, `CARTEIRO_SMTP_SECRET_ID` and `CARTEIRO_CALLBACKS_SECRET_ID`,
+/// as the functions read them.
+#[cfg(feature = "aws")]
+pub async fn deployed_secrets(
+    sdk: &carteiro_shared::adapters::aws::SdkConfig,
+    env: carteiro_shared::config::Env<'_>,
+) -> Result<Secrets, String> {
+    use carteiro_shared::adapters::aws::{SecretIds, SecretsManagerSource};
+    let ids = SecretIds {
+        whatsapp: env.optional("CARTEIRO_WHATSAPP_SECRET_ID"),
+        smtp: env.optional("CARTEIRO_SMTP_SECRET_ID"),
+        callbacks: env.optional("CARTEIRO_CALLBACKS_SECRET_ID"),
+        ..SecretIds::default()
+    };
+    SecretsManagerSource::secrets_from_env(sdk, env, ids)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// Probes what `secrets` configures. `allow_loopback_http`: the local runtime's development
 /// allowlist for callback endpoints (never with `--aws`).
 pub async fn run(

@@ -99,18 +99,8 @@ async fn run_check(args: CheckArgs) -> ExitCode {
 
 #[cfg(feature = "aws")]
 async fn aws_secrets() -> Result<carteiro_shared::secrets::Secrets, String> {
-    use carteiro_shared::adapters::aws::{SecretIds, SecretsManagerSource};
-    let env = Env::new(&process_env);
-    let ids = SecretIds {
-        whatsapp: env.optional("CARTEIRO_WHATSAPP_SECRET_ID"),
-        smtp: env.optional("CARTEIRO_SMTP_SECRET_ID"),
-        callbacks: env.optional("CARTEIRO_CALLBACKS_SECRET_ID"),
-        ..SecretIds::default()
-    };
     let sdk = carteiro_shared::adapters::aws::load_sdk_config().await;
-    SecretsManagerSource::secrets_from_env(&sdk, env, ids)
-        .await
-        .map_err(|e| e.to_string())
+    carteiro_local::check::deployed_secrets(&sdk, Env::new(&process_env)).await
 }
 
 #[cfg(not(feature = "aws"))]

@@ -181,3 +181,66 @@ async fn the_sweeper_probes_into_the_table_and_the_send_api_reports_it() {
     assert!(!html.contains("EAAG-status-aws-token"));
     assert_eq!(smtp.received(0).len(), 0, "the probe sent an email");
 }
+
+#[tokio::test]
+async fn carteiro_check_aws_probes_the_deployed_secrets() {
+    let moto = moto();
+    let sdk = moto.sdk_config().await;
+    let graph = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v23.0/debug_token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": {
+            "is_valid": true, "expires_at": 0, "scopes": ["whatsapp_business_messaging"]
+        }})))
+        .mount(&graph)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v23.0/{PNID}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "quality_rating": "GREEN", "messaging_limit_tier": "TIER_1K"
+        })))
+        .mount(&graph)
+        .await;
+    let mut whatsapp = whatsapp_secret_json();
+    whatsapp["access_token"] = json!("EAAG-check-aws-token");
+    whatsapp["phone_number_id"] = json!(PNID);
+    whatsapp["graph_base_url"] = json!(graph.uri());
+    // A relay nothing listens on: the check must name it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let vars: BTreeMap<&str, String> = BTreeMap::from([
+        (
+            "CARTEIRO_WHATSAPP_SECRET_ID",
+            moto.create_secret("check-whatsapp", &whatsapp.to_string()).await,
+        ),
+        (
+            "CARTEIRO_SMTP_SECRET_ID",
+            moto.create_secret(
+                "check-smtp",
+                &json!({"smtp_host": "127.0.0.1", "smtp_port": closed, "from_email": "noreply@example.com"})
+                    .to_string(),
+            )
+            .await,
+        ),
+    ]);
+    let lookup = move |k: &str| vars.get(k).cloned();
+    let secrets = carteiro_local::check::deployed_secrets(&sdk, Env::new(&lookup))
+        .await
+        .unwrap();
+    let checked = carteiro_local::check::run(
+        secrets,
+        &carteiro_shared::config::Settings::default(),
+        Default::default(),
+        false,
+    )
+    .await
+    .unwrap();
+    let table = checked.table();
+    assert_eq!(checked.failed(), vec!["smtp:primary"], "{table}");
+    assert!(table.contains("whatsapp token         ok"), "{table}");
+    assert!(table.contains("webhook                skipped"), "{table}");
+    assert!(!table.contains("EAAG-check-aws-token"), "{table}");
+}
