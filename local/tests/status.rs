@@ -13,7 +13,7 @@ mod support;
 use serde_json::{Value, json};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::{Gateway, free_addr, wait_until_up};
+use support::{JsonGateway, wait_until_up};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -21,46 +21,20 @@ const API_KEY: &str = "status-test-api-key";
 const PNID: &str = "106540352242922";
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
-struct Running {
-    _gateway: Gateway,
-    addr: String,
-    log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-fn start(whatsapp: Value) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let secrets = dir.path().join("secrets.json");
-    let doc = json!({
+fn start(whatsapp: Value) -> JsonGateway {
+    let secrets = json!({
         "whatsapp": whatsapp,
         "api_keys": {"keys": [{"id": "app-1", "key": API_KEY}]},
     });
-    std::fs::write(&secrets, doc.to_string()).unwrap();
-    let addr = free_addr();
-    let (out, log) = support::suite_log("status");
-    let (err, _) = support::suite_log("status-stderr");
-    let gateway = Gateway(
-        Command::new(env!("CARGO_BIN_EXE_carteiro"))
-            .args(["--listen", &addr, "--log-json", "--secrets-file"])
-            .arg(&secrets)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .env("RUST_LOG", "info")
-            .env("CARTEIRO_PROBE_INTERVAL", "1s")
-            // One attempt each: the retries would only add calls to count.
-            .env("CARTEIRO_RETRY_SCHEDULE", "0s")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap(),
-    );
-    Running {
-        _gateway: gateway,
-        addr,
-        log,
-        _dir: dir,
-    }
+    JsonGateway::start(
+        "status",
+        &secrets,
+        // One attempt each: the retries would only add calls to count.
+        &[
+            ("CARTEIRO_PROBE_INTERVAL", "1s"),
+            ("CARTEIRO_RETRY_SCHEDULE", "0s"),
+        ],
+    )
 }
 
 async fn status(http: &reqwest::Client, addr: &str) -> Value {

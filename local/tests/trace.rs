@@ -6,9 +6,8 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::{Gateway, free_addr, wait_until_up};
+use support::{JsonGateway, wait_until_up};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -42,38 +41,19 @@ async fn a_failed_message_is_traced_from_its_id_to_the_provider_code_in_the_logs
         }})))
         .mount(&graph)
         .await;
-    let dir = tempfile::tempdir().unwrap();
-    let secrets = dir.path().join("secrets.json");
-    std::fs::write(
-        &secrets,
-        json!({
+    let gateway = JsonGateway::start(
+        "trace",
+        &json!({
             "whatsapp": {
                 "access_token": "EAAG-trace-token", "phone_number_id": PNID,
                 "app_secret": "trace-app-secret", "verify_token": "trace-vt",
                 "graph_base_url": graph.uri()
             },
             "api_keys": {"keys": [{"id": "app-7", "key": API_KEY}]},
-        })
-        .to_string(),
-    )
-    .unwrap();
-    let addr = free_addr();
-    let (out, log) = support::suite_log("trace");
-    let (err, _) = support::suite_log("trace-stderr");
-    let _gateway = Gateway(
-        Command::new(env!("CARGO_BIN_EXE_carteiro"))
-            .args(["--listen", &addr, "--log-json", "--secrets-file"])
-            .arg(&secrets)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .env("RUST_LOG", "info")
-            .env("CARTEIRO_PROBE_INTERVAL", "0s")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap(),
+        }),
+        &[("CARTEIRO_PROBE_INTERVAL", "0s")],
     );
+    let (addr, log) = (gateway.addr.clone(), gateway.log.clone());
     let http = reqwest::Client::new();
     wait_until_up(&http, &addr).await;
 

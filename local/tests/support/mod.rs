@@ -155,3 +155,46 @@ pub async fn message_when(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The `carteiro` binary logging JSON at `info` into the suite's log directory, over its own
+/// data directory and `secrets`, with `env` added; killed when dropped.
+#[allow(dead_code)]
+pub struct JsonGateway {
+    _gateway: Gateway,
+    pub addr: String,
+    /// Its stdout: JSON lines only.
+    pub log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+#[allow(dead_code)]
+impl JsonGateway {
+    pub fn start(name: &str, secrets: &serde_json::Value, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secrets.json");
+        std::fs::write(&file, secrets.to_string()).unwrap();
+        let addr = free_addr();
+        let (out, log) = suite_log(name);
+        let (err, _) = suite_log(&format!("{name}-stderr"));
+        let gateway = Gateway(
+            std::process::Command::new(env!("CARGO_BIN_EXE_carteiro"))
+                .args(["--listen", &addr, "--log-json", "--secrets-file"])
+                .arg(&file)
+                .arg("--data-dir")
+                .arg(dir.path().join("data"))
+                .env("RUST_LOG", "info")
+                .envs(env.iter().copied())
+                .stdin(std::process::Stdio::null())
+                .stdout(out)
+                .stderr(err)
+                .spawn()
+                .unwrap(),
+        );
+        Self {
+            _gateway: gateway,
+            addr,
+            log,
+            _dir: dir,
+        }
+    }
+}
