@@ -88,8 +88,14 @@ async fn run_check(args: CheckArgs) -> ExitCode {
         };
     print!("{}", checked.table());
     let failed = checked.failed();
+    let probed = checked.rows.iter().filter(|r| r.result != "skipped").count();
+    let warned = checked.rows.iter().filter(|r| r.result == "warning").count();
     if failed.is_empty() {
-        println!("every configured part is healthy");
+        match (probed, warned) {
+            (0, _) => println!("nothing configured to probe"),
+            (_, 0) => println!("every configured part is healthy"),
+            (_, n) => println!("no part failed; {n} warning(s) above"),
+        }
         ExitCode::SUCCESS
     } else {
         eprintln!("carteiro check: failed: {}", failed.join(", "));
