@@ -88,8 +88,16 @@ async fn run_check(args: CheckArgs) -> ExitCode {
         };
     print!("{}", checked.table());
     let failed = checked.failed();
-    let probed = checked.rows.iter().filter(|r| r.result != "skipped").count();
-    let warned = checked.rows.iter().filter(|r| r.result == "warning").count();
+    let probed = checked
+        .rows
+        .iter()
+        .filter(|r| r.result != "skipped")
+        .count();
+    let warned = checked
+        .rows
+        .iter()
+        .filter(|r| r.result == "warning")
+        .count();
     if failed.is_empty() {
         match (probed, warned) {
             (0, _) => println!("nothing configured to probe"),
