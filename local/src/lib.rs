@@ -348,12 +348,10 @@ impl Application {
 /// (and once more at shutdown).
 async fn emf_lines(mut shutdown: watch::Receiver<bool>) {
     loop {
-        let stopping = tokio::select! {
-            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => false,
-            _ = shutdown.wait_for(|stop| *stop) => true,
-        };
+        let go_on =
+            sweeper::sleep_unless_stopped(std::time::Duration::from_secs(1), &mut shutdown).await;
         carteiro_shared::observability::metrics::flush_emf();
-        if stopping {
+        if !go_on {
             return;
         }
     }

@@ -14,26 +14,18 @@ use tokio::sync::watch;
 /// Sweeps every interval until shutdown. Each sweep stops before the next one is due.
 pub async fn run(ctx: SweepContext, mut shutdown: watch::Receiver<bool>) {
     let interval = ctx.settings.interval;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            changed = shutdown.changed() => {
-                if changed.is_err() || *shutdown.borrow() {
-                    return;
-                }
-            }
-        }
-        if *shutdown.borrow() {
-            return;
-        }
+    while sleep_unless_stopped(interval, &mut shutdown).await {
         if let Err(e) = sweeper::sweep(&ctx, Instant::now() + interval).await {
             tracing::error!(error = %e, "sweep failed; trying again next interval");
         }
     }
 }
 
-/// Sleeps `d`; false once shutdown is asked for.
-async fn sleep_unless_stopped(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+/// Sleeps `d`; false once shutdown is asked for (or its sender is gone).
+pub(crate) async fn sleep_unless_stopped(
+    d: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
     let stopped = tokio::select! {
         _ = tokio::time::sleep(d) => false,
         _ = shutdown.wait_for(|stop| *stop) => true,

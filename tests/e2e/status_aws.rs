@@ -44,33 +44,50 @@ async fn get(
     )
 }
 
-#[tokio::test]
-async fn the_sweeper_probes_into_the_table_and_the_send_api_reports_it() {
-    let moto = moto();
-    let sdk = moto.sdk_config().await;
+/// A Graph API whose `debug_token` calls the token valid for ever (asked `token_reads` times,
+/// when given) and whose phone number answers `phone`; and the `whatsapp` secret pointing at it.
+async fn graph_and_secret(
+    token: &str,
+    phone: Value,
+    token_reads: Option<u64>,
+) -> (MockServer, Value) {
     let graph = MockServer::start().await;
-    Mock::given(method("GET"))
+    let debug_token = Mock::given(method("GET"))
         .and(path("/v23.0/debug_token"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": {
             "is_valid": true, "expires_at": 0, "type": "SYSTEM_USER",
             "scopes": ["whatsapp_business_messaging"]
-        }})))
-        .expect(1)
-        .mount(&graph)
-        .await;
+        }})));
+    match token_reads {
+        Some(n) => debug_token.expect(n).mount(&graph).await,
+        None => debug_token.mount(&graph).await,
+    }
     Mock::given(method("GET"))
         .and(path(format!("/v23.0/{PNID}")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "quality_rating": "YELLOW", "messaging_limit_tier": "TIER_10K",
-            "throughput": {"level": "STANDARD"}
-        })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(phone))
         .mount(&graph)
         .await;
-    let smtp = SmtpServer::start();
     let mut whatsapp = whatsapp_secret_json();
-    whatsapp["access_token"] = json!("EAAG-status-aws-token");
+    whatsapp["access_token"] = json!(token);
     whatsapp["phone_number_id"] = json!(PNID);
     whatsapp["graph_base_url"] = json!(graph.uri());
+    (graph, whatsapp)
+}
+
+#[tokio::test]
+async fn the_sweeper_probes_into_the_table_and_the_send_api_reports_it() {
+    let moto = moto();
+    let sdk = moto.sdk_config().await;
+    let (_graph, whatsapp) = graph_and_secret(
+        "EAAG-status-aws-token",
+        json!({
+            "quality_rating": "YELLOW", "messaging_limit_tier": "TIER_10K",
+            "throughput": {"level": "STANDARD"}
+        }),
+        Some(1),
+    )
+    .await;
+    let smtp = SmtpServer::start();
     let dlq = moto.create_queue("status-outbound-dlq").await;
     let vars: BTreeMap<&str, String> = BTreeMap::from([
         ("CARTEIRO_TABLE_NAME", moto.create_table().await),
@@ -186,25 +203,12 @@ async fn the_sweeper_probes_into_the_table_and_the_send_api_reports_it() {
 async fn carteiro_check_aws_probes_the_deployed_secrets() {
     let moto = moto();
     let sdk = moto.sdk_config().await;
-    let graph = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/v23.0/debug_token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": {
-            "is_valid": true, "expires_at": 0, "scopes": ["whatsapp_business_messaging"]
-        }})))
-        .mount(&graph)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(format!("/v23.0/{PNID}")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "quality_rating": "GREEN", "messaging_limit_tier": "TIER_1K"
-        })))
-        .mount(&graph)
-        .await;
-    let mut whatsapp = whatsapp_secret_json();
-    whatsapp["access_token"] = json!("EAAG-check-aws-token");
-    whatsapp["phone_number_id"] = json!(PNID);
-    whatsapp["graph_base_url"] = json!(graph.uri());
+    let (_graph, whatsapp) = graph_and_secret(
+        "EAAG-check-aws-token",
+        json!({"quality_rating": "GREEN", "messaging_limit_tier": "TIER_1K"}),
+        None,
+    )
+    .await;
     // A relay nothing listens on: the check must name it.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -8,7 +8,9 @@
 
 use super::{Probe, Verdict};
 use crate::domain::time::Timestamp;
-use crate::providers::whatsapp::{GraphClient, graph_root, parse_error_body, segment_ok};
+use crate::providers::whatsapp::{
+    GraphClient, access_token, graph_root, parse_error_body, phone_number_id,
+};
 use crate::secrets::WhatsAppSecret;
 use secrecy::ExposeSecret;
 use serde_json::Value;
@@ -74,21 +76,13 @@ async fn get(
     })
 }
 
-fn access_token(secret: &WhatsAppSecret) -> Option<&str> {
-    secret
-        .access_token
-        .as_ref()
-        .map(ExposeSecret::expose_secret)
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-}
-
 /// The token's validity, scopes and expiry.
 pub async fn token(graph: &GraphClient, secret: &WhatsAppSecret, now: Timestamp) -> Probe {
     let started = Instant::now();
     let failed = |why: String| Probe::new(TOKEN_PART, INTEGRATION, Verdict::Failed, why, now);
-    let Some(token) = access_token(secret) else {
-        return failed("whatsapp.access_token is not configured".to_owned());
+    let token = match access_token(secret) {
+        Ok(token) => token,
+        Err(f) => return failed(f.error.message),
     };
     let root = match graph_root(secret) {
         Ok(root) => root,
@@ -169,17 +163,10 @@ pub fn judge_token(data: &Value, now: Timestamp) -> Probe {
 pub async fn phone(graph: &GraphClient, secret: &WhatsAppSecret, now: Timestamp) -> Probe {
     let started = Instant::now();
     let failed = |why: String| Probe::new(PHONE_PART, INTEGRATION, Verdict::Failed, why, now);
-    let Some(token) = access_token(secret) else {
-        return failed("whatsapp.access_token is not configured".to_owned());
+    let (token, pnid) = match access_token(secret).and_then(|t| Ok((t, phone_number_id(secret)?))) {
+        Ok(found) => found,
+        Err(f) => return failed(f.error.message),
     };
-    let pnid = secret
-        .phone_number_id
-        .as_deref()
-        .map(str::trim)
-        .unwrap_or("");
-    if pnid.is_empty() || !segment_ok(pnid) {
-        return failed("whatsapp.phone_number_id is not configured as a Meta id".to_owned());
-    }
     let root = match graph_root(secret) {
         Ok(root) => root,
         Err(f) => return failed(f.error.message),

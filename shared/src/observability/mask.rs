@@ -88,7 +88,7 @@ pub fn mask_line(line: &str) -> Cow<'_, str> {
                 i = end.max(i + 1);
             }
             b'"' => {
-                // `"to":"5511..."` (JSON) or `to="5511..."` is not needed: fields are JSON here.
+                // A JSON field `"to":"5511..."` among ID_FIELDS: its digits are a WhatsApp id.
                 let key_end = line[i + 1..].find('"').map(|k| i + 1 + k);
                 if let Some(key_end) = key_end {
                     let key = &line[i + 1..key_end];

@@ -264,30 +264,42 @@ impl Provider for WhatsAppProvider {
 
 /// The URL and `Authorization` header for a send, or a `not_configured` failure.
 fn request_target(secret: &WhatsAppSecret) -> Result<(String, HeaderValue), SendFailure> {
-    let token = secret
-        .access_token
-        .as_ref()
-        .map(ExposeSecret::expose_secret)
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| not_configured("whatsapp.access_token is not configured"))?;
-    let phone_number_id = secret
-        .phone_number_id
-        .as_deref()
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .ok_or_else(|| not_configured("whatsapp.phone_number_id is not configured"))?;
-    if !segment_ok(phone_number_id) {
-        return Err(not_configured(
-            "whatsapp.phone_number_id must be a Meta id (digits)",
-        ));
-    }
+    let token = access_token(secret)?;
+    let phone_number_id = phone_number_id(secret)?;
     let url = format!("{}/{phone_number_id}/messages", graph_root(secret)?);
     let mut authorization = HeaderValue::from_str(&format!("Bearer {token}"))
         // The error names no value.
         .map_err(|_| not_configured("whatsapp.access_token is not a valid header value"))?;
     authorization.set_sensitive(true);
     Ok((url, authorization))
+}
+
+/// The secret's access token, trimmed, or a `not_configured` failure.
+pub(crate) fn access_token(secret: &WhatsAppSecret) -> Result<&str, SendFailure> {
+    secret
+        .access_token
+        .as_ref()
+        .map(ExposeSecret::expose_secret)
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| not_configured("whatsapp.access_token is not configured"))
+}
+
+/// The secret's phone number id, checked to be one URL path segment, or a `not_configured`
+/// failure.
+pub(crate) fn phone_number_id(secret: &WhatsAppSecret) -> Result<&str, SendFailure> {
+    let id = secret
+        .phone_number_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| not_configured("whatsapp.phone_number_id is not configured"))?;
+    if !segment_ok(id) {
+        return Err(not_configured(
+            "whatsapp.phone_number_id must be a Meta id (digits)",
+        ));
+    }
+    Ok(id)
 }
 
 /// Whether `s` may go into a URL path as one segment unchanged.

@@ -73,7 +73,7 @@ pub fn raised(
                 format!("{}'s circuit is open: calls to it are held back", i.name),
             ));
         }
-        if i.last_5m.calls >= s.error_rate_min_calls && i.last_5m.error_rate >= s.error_rate {
+        if i.last_5m.error_rate_over(s) {
             out.push(Alert::new(
                 "error_rate",
                 false,

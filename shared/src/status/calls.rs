@@ -265,13 +265,13 @@ pub async fn window(
             w.per_minute.push((m, tally));
         }
         // Last success and failure even if older than the hour shown.
+        let mut kept = Tally::default();
         for tally in by_minute.values() {
-            w.last_1h.last_ok = w.last_1h.last_ok.max(tally.last_ok);
-            if tally.last_failed > w.last_1h.last_failed {
-                w.last_1h.last_failed = tally.last_failed;
-                w.last_1h.last_error.clone_from(&tally.last_error);
-            }
+            kept.absorb(tally);
         }
+        w.last_1h.last_ok = kept.last_ok;
+        w.last_1h.last_failed = kept.last_failed;
+        w.last_1h.last_error = kept.last_error;
         windows.insert(integration, w);
     }
     Ok(windows)

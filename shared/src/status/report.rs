@@ -51,6 +51,12 @@ pub struct Figures {
 }
 
 impl Figures {
+    /// Whether enough calls failed to judge the error rate over its threshold (what makes an
+    /// integration degraded and raises `error_rate`).
+    pub fn error_rate_over(&self, s: &crate::config::StatusSettings) -> bool {
+        self.calls >= s.error_rate_min_calls && self.error_rate >= s.error_rate
+    }
+
     fn of(t: &Tally, minutes: f64) -> Self {
         let calls = t.calls();
         Self {
@@ -332,7 +338,7 @@ fn judge(
     if let Some(disabled) = endpoint.as_ref().and_then(|e| e.disabled.as_ref()) {
         findings.push((Health::Down, format!("disabled ({})", disabled.reason)));
     }
-    if last_5m.calls >= s.error_rate_min_calls && last_5m.error_rate >= s.error_rate {
+    if last_5m.error_rate_over(s) {
         findings.push((
             Health::Degraded,
             format!(
